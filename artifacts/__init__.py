@@ -1,0 +1,1 @@
+"""Shipped trained and exported models and their manifest.json."""

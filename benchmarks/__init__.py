@@ -1,0 +1,1 @@
+"""Latency and whole-pipeline accuracy benchmarks of the runtime."""

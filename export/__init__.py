@@ -1,0 +1,1 @@
+"""Conversion of trained Keras models to ONNX and TFLite (float32 and int8), verification and the manifest."""

@@ -1,0 +1,1 @@
+"""MediaPipe BlazeFace model files (see README.md in this folder)."""

@@ -1,0 +1,35 @@
+"""The one place where a backend is chosen: by file suffix. A new backend is one file plus one entry here."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ModelError
+from .base import Backend, TensorInfo
+
+BACKENDS = {".onnx": "onnx", ".tflite": "tflite"}
+
+
+def backend_name(path: str | Path) -> str:
+    """``onnx`` or ``tflite`` for a model path; a clear error for anything else."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in BACKENDS:
+        raise ModelError(f"{path}: unknown model format {suffix or '(none)'}; expected .onnx or .tflite")
+    return BACKENDS[suffix]
+
+
+def open_model(path: str | Path, threads: int = 1) -> Backend:
+    """Load a model file on the backend its suffix names."""
+    path = Path(path)
+    name = backend_name(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    if name == "onnx":
+        from .onnx import OnnxBackend
+
+        return OnnxBackend(str(path), threads)
+    from .tflite import TFLiteBackend
+
+    return TFLiteBackend(str(path), threads)
+
+
+__all__ = ["Backend", "TensorInfo", "open_model", "backend_name", "BACKENDS"]

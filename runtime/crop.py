@@ -1,0 +1,48 @@
+"""The square context crop used at training time and on the device alike (one code path, no drift).
+
+Anti-spoofing cues (paper edges, screen bezels, moire) often lie outside the face box, so the crop is the
+face box's longer side times ``context``, centred on the box, padded with black where it leaves the frame.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .types import Crop
+
+
+def square_around(box: tuple[float, float, float, float], context: float) -> tuple[int, int, int, int]:
+    """The integer square (x1, y1, x2, y2) of side ``context * max(w, h)`` centred on ``box``."""
+    x1, y1, x2, y2 = box
+    side = max(1, int(round(max(x2 - x1, y2 - y1) * context)))
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    left, top = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
+    return left, top, left + side, top + side
+
+
+def context_crop(
+    frame: np.ndarray, box: tuple[float, float, float, float], context: float, size: int
+) -> Crop:
+    """Cut the context square out of ``frame`` and resize it to ``size`` x ``size`` (channel order kept).
+
+    Only the part inside the frame is resized (one ``cv2.resize``); the rest is black. ``inside_fraction``
+    tells callers how much of the square was real image, so they can refuse crops mostly outside the frame.
+    """
+    h, w = frame.shape[:2]
+    sx1, sy1, sx2, sy2 = square_around(box, context)
+    side = sx2 - sx1
+    ix1, iy1, ix2, iy2 = max(sx1, 0), max(sy1, 0), min(sx2, w), min(sy2, h)
+    out = np.zeros((size, size) + frame.shape[2:], dtype=frame.dtype)
+    if ix2 <= ix1 or iy2 <= iy1:
+        return Crop(out, (sx1, sy1, sx2, sy2), 0.0)
+    k = size / side
+    ox1, oy1 = int(round((ix1 - sx1) * k)), int(round((iy1 - sy1) * k))
+    ox2, oy2 = min(size, int(round((ix2 - sx1) * k))), min(size, int(round((iy2 - sy1) * k)))
+    if ox2 > ox1 and oy2 > oy1:
+        part = frame[iy1:iy2, ix1:ix2]
+        interp = cv2.INTER_AREA if k < 1.0 else cv2.INTER_LINEAR
+        out[oy1:oy2, ox1:ox2] = cv2.resize(part, (ox2 - ox1, oy2 - oy1), interpolation=interp).reshape(
+            out[oy1:oy2, ox1:ox2].shape
+        )
+    inside = (ix2 - ix1) * (iy2 - iy1) / float(side * side)
+    return Crop(out, (sx1, sy1, sx2, sy2), inside)

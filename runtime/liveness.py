@@ -1,0 +1,42 @@
+"""The liveness classifier on any backend: crop -> P(real)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .backends import Backend
+from .preprocessing import Preprocessing
+
+
+class LivenessModel:
+    """``_preprocess`` -> backend -> ``_postprocess``. Outputs are class probabilities in ``labels`` order."""
+
+    def __init__(self, backend: Backend, preprocessing: Preprocessing, labels: list[str], real_label: str = "real"):
+        self.backend = backend
+        self.preprocessing = preprocessing
+        self.labels = list(labels)
+        self.real_index = self.labels.index(real_label)
+        self._input = backend.inputs[0]
+        self._output = backend.outputs[0]
+        self._uint8_passthrough = (
+            self._input.dtype == np.uint8
+            and preprocessing.input_scale == 1.0
+            and preprocessing.input_offset == 0.0
+            and self._input.scale == 1.0
+            and self._input.zero_point == 0
+        )
+
+    def predict(self, crop_bgr: np.ndarray) -> float:
+        """P(real) for one crop of any size (resized to the model's input if needed)."""
+        return self._postprocess(self.backend.run(self._preprocess(crop_bgr)))
+
+    def _preprocess(self, crop_bgr: np.ndarray) -> np.ndarray:
+        if self._uint8_passthrough:
+            return np.ascontiguousarray(self.preprocessing.pixels(crop_bgr))[None]
+        return self._input.quantize(self.preprocessing.apply(crop_bgr)[None])
+
+    def _postprocess(self, outputs: list[np.ndarray]) -> float:
+        probs = self._output.dequantize(outputs[0]).reshape(-1)
+        if probs.size == 1:
+            p = float(probs[0])
+            return p if self.real_index == 1 else 1.0 - p
+        return float(probs[self.real_index])

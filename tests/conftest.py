@@ -1,0 +1,18 @@
+"""Shared test fixtures: where ../shared/data is, and skipping cleanly when it is not there."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("LIVENESS_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout; tests that need it skip with this reason when it is absent."""
+    if not (SHARED_DATA / "README.md").is_file():
+        pytest.skip(f"needs the public face data at {SHARED_DATA} (absent on this machine)")
+    return SHARED_DATA
