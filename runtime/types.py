@@ -34,12 +34,22 @@ class Crop:
 
 @dataclass(frozen=True)
 class StageTimes:
-    """Milliseconds spent per stage of one frame."""
+    """Milliseconds spent per stage of one frame (all faces together).
+
+    ``crop`` (context crop and preprocessing), ``infer`` (liveness model) and ``decide`` (smoothing and
+    decision) are the detail the bench plots; the JSONL output reports their sum as ``liveness``.
+    """
 
     capture: float = 0.0
     detect: float = 0.0
-    liveness: float = 0.0
+    crop: float = 0.0
+    infer: float = 0.0
+    decide: float = 0.0
     total: float = 0.0
+
+    @property
+    def liveness(self) -> float:
+        return self.crop + self.infer + self.decide
 
 
 @dataclass(frozen=True)
