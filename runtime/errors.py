@@ -30,3 +30,30 @@ class BackendUnavailable(LivenessEdgeError):
     """The inference library for a backend is not installed."""
 
     exit_code = 6
+
+
+class UsageError(LivenessEdgeError):
+    """Command-line options that contradict each other (argparse's own errors use the same code)."""
+
+    exit_code = 2
+
+
+class SourceLost(SourceError):
+    """A live source that was working stopped delivering frames (camera unplugged, stream gone)."""
+
+    exit_code = 7
+
+
+class DisplayError(LivenessEdgeError):
+    """A window was asked for but cannot be opened (no display, or an OpenCV build without GUI)."""
+
+    exit_code = 8
+
+
+class OutputError(LivenessEdgeError):
+    """An output file (JSONL, video, annotated images) cannot be written."""
+
+    exit_code = 9
+
+
+INTERRUPTED_EXIT_CODE = 130  # Ctrl-C, as shells report SIGINT

@@ -44,6 +44,7 @@ class DetectorEntry:
     file: str
     sha256: str
     bytes: int
+    verification: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

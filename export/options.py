@@ -1,0 +1,89 @@
+"""What an export does, as typed options; the CLI only fills these in."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..runtime.errors import LivenessEdgeError
+from ..runtime.manifest import ARTIFACTS_DIR
+
+FORMATS = ("onnx", "tflite")
+PRECISIONS = ("fp32", "int8")
+SUFFIX = {"onnx": ".onnx", "tflite": ".tflite"}
+
+
+class ExportError(LivenessEdgeError):
+    """A conversion that failed or did not match Keras: nothing of that run is shipped."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class OnnxQuantOptions:
+    """ONNX Runtime static quantization, chosen by measurement on this 2-core AVX2 (no VNNI) machine.
+
+    QOperator (QLinearConv etc.) runs fused integer kernels; uint8 activations with int8 weights take MLAS'
+    fast u8s8 path, which on AVX2 sums pairs of u8*s8 products in int16 and can saturate: on the stem
+    convolution (full 0..255 input range) that cost mean |ΔP(real)| 0.11. ``float_convs`` keeps the input
+    scaling and the first N convolutions in float: N=1 fixes that and is faster too (MLAS' int8 kernel for
+    3 input channels ran at half the float speed); for MobileNetV3 N=6 keeps the two high-resolution blocks,
+    where int8 depthwise kernels lose to float ones on AVX2, in float. ``reduce_range`` (7-bit weights) is
+    another cure for the saturation.
+    ``affine_as_conv`` turns per-channel Mul+Add pairs (BatchNormalization after ReLU) into depthwise 1x1
+    convolutions before quantizing. Per-tensor weights were as accurate as per-channel here, a little faster
+    and smaller. ``exclude_op_types`` stay in float; ``uint8_input`` drops an identity QuantizeLinear on the
+    input (only with ``float_convs=0``).
+    """
+
+    quant_format: str = "QOperator"
+    activation_type: str = "QUInt8"
+    weight_type: str = "QInt8"
+    per_channel: bool = False
+    reduce_range: bool = False
+    float_convs: int = 1
+    affine_as_conv: bool = True
+    exclude_op_types: tuple[str, ...] = ()
+    uint8_input: bool = True
+
+    def __post_init__(self) -> None:
+        if self.quant_format not in ("QOperator", "QDQ"):
+            raise ValueError(f"quant_format must be QOperator or QDQ, not {self.quant_format!r}")
+        if self.float_convs < 0:
+            raise ValueError("float_convs must be >= 0")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """One export: which files, where, from which calibration crops, and how strictly they are checked.
+
+    ``fp32_tolerance`` bounds max |P(real) - Keras| of a float32 file (a broken conversion must not ship);
+    ``max_int8_drift`` bounds the mean |P(real) - Keras| of an int8 file.
+    """
+
+    out: Path = ARTIFACTS_DIR
+    formats: tuple[str, ...] = FORMATS
+    precisions: tuple[str, ...] = PRECISIONS
+    calibration: Path | None = None
+    calibration_size: int = 300
+    heldout_size: int = 1000
+    threads: int = 1
+    opset: int = 17
+    fp32_tolerance: float = 1e-3
+    max_int8_drift: float = 0.05
+    latency_rounds: int = 15
+    seed: int = 0
+    detector: bool = True
+    tflite_per_channel: bool = True
+    onnx_quant: OnnxQuantOptions = field(default_factory=OnnxQuantOptions)
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.formats if f not in FORMATS] + [p for p in self.precisions if p not in PRECISIONS]
+        if bad or not self.formats or not self.precisions:
+            raise ValueError(f"formats must be from {FORMATS} and precisions from {PRECISIONS} (got {bad or 'none'})")
+        if self.calibration_size < 10 or self.threads < 1 or self.heldout_size < 1:
+            raise ValueError("need calibration_size >= 10, heldout_size >= 1 and threads >= 1")
+
+
+def model_file(name: str, fmt: str, precision: str) -> str:
+    """``<name>/<name>.<precision>.<ext>``, relative to the output folder (and the manifest)."""
+    return f"{name}/{name}.{precision}{SUFFIX[fmt]}"

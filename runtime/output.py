@@ -1,0 +1,256 @@
+"""Where results go: JSONL lines for other programs, annotated video/images, a window, an end-of-run summary.
+
+Writers open lazily, flush as they go and are safe to ``close`` twice, so every exit path (error, Ctrl-C,
+end of stream) leaves complete files behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import cv2
+import numpy as np
+
+from .errors import DisplayError, OutputError
+from .smoothing import DECISIONS
+from .types import FrameResult
+
+STAGES = ("capture", "detect", "crop", "infer", "decide", "liveness", "total")
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+def frame_record(result: FrameResult) -> dict:
+    """The documented JSONL object for one frame (times in ms, box in frame pixels)."""
+    t = result.times
+    return {
+        "source": result.source,
+        "frame": int(result.frame),
+        "time_ms": {
+            "capture": round(t.capture, 3),
+            "detect": round(t.detect, 3),
+            "liveness": round(t.liveness, 3),
+            "total": round(t.total, 3),
+        },
+        "faces": [
+            {
+                "track": int(f.track),
+                "box": [round(float(v), 1) for v in f.box],
+                "detector_score": round(float(f.detector_score), 4),
+                "p_real": round(float(f.p_real), 4),
+                "p_real_smoothed": round(float(f.p_real_smoothed), 4),
+                "decision": f.decision,
+                "reason": f.reason,
+            }
+            for f in result.faces
+        ],
+    }
+
+
+class JsonlWriter:
+    """One JSON object per line, flushed per frame so a reader on the other end of a pipe sees it at once."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path == "-":
+            self._file: IO[str] | None = sys.stdout
+        else:
+            try:
+                self._file = open(path, "w", encoding="utf-8")
+            except OSError as e:
+                raise OutputError(f"cannot write JSONL to {path}: {e.strerror}") from None
+
+    def write(self, result: FrameResult) -> None:
+        if self._file is None:
+            raise OutputError(f"JSONL writer for {self.path} is closed")
+        self._file.write(json.dumps(frame_record(result), separators=(",", ":")) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None and self._file is not sys.stdout:
+            self._file.close()
+        self._file = None
+
+
+class VideoWriter:
+    """The annotated video; opened on the first frame, when the size is known."""
+
+    def __init__(self, path: str, fps: float | None) -> None:
+        self.path = path
+        self.fps = fps if fps and 0 < fps < 241 else 25.0
+        suffix = Path(path).suffix.lower()
+        if suffix not in VIDEO_CODECS:
+            raise OutputError(f"--output {path}: use one of {', '.join(sorted(VIDEO_CODECS))}")
+        parent = Path(path).resolve().parent
+        if not parent.is_dir():
+            raise OutputError(f"cannot write video {path}: folder {parent} does not exist")
+        self._fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[suffix])
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write(self, image: np.ndarray) -> None:
+        size = (image.shape[1], image.shape[0])
+        if self._writer is None:
+            self._writer = cv2.VideoWriter(self.path, self._fourcc, self.fps, size)
+            if not self._writer.isOpened():
+                self._writer = None
+                raise OutputError(f"cannot write video {self.path}: OpenCV could not open a writer for it")
+            self._size = size
+        if size != self._size:
+            image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(image)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+        self._writer = None
+
+
+class ImageSaver:
+    """Annotated copies of the input images under ``directory``, keeping their relative names."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create --save-dir {directory}: {e.strerror}") from None
+        self.saved = 0
+
+    def save(self, name: str, image: np.ndarray) -> Path:
+        path = self.directory / name
+        if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp"):
+            path = path.with_suffix(".jpg")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(path), image):
+            raise OutputError(f"cannot write image {path}")
+        self.saved += 1
+        return path
+
+    def close(self) -> None:
+        """Each image is complete once written: nothing to flush."""
+
+
+def display_problem() -> str | None:
+    """Why no window can be shown here, or None. The headless OpenCV wheel has no GUI at all."""
+    gui = next((ln.split(":", 1)[1].strip() for ln in cv2.getBuildInformation().splitlines()
+                if ln.strip().startswith("GUI:")), "")
+    if gui.upper() in ("", "NONE"):
+        return "this OpenCV build has no GUI (opencv-python-headless)"
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no DISPLAY or WAYLAND_DISPLAY set"
+    return None
+
+
+class Window:
+    """An OpenCV window; ``show`` returns False when the user pressed q or Esc."""
+
+    def __init__(self, title: str = "liveness-edge") -> None:
+        problem = display_problem()
+        if problem:
+            raise DisplayError(f"cannot open a window: {problem} (use --no-display)")
+        self.title = title
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error as e:
+            raise DisplayError(f"cannot open a window: {str(e).strip().splitlines()[-1]}") from None
+
+    def show(self, image: np.ndarray, wait: bool = False) -> bool:
+        """``wait``: hold a still image until a key is pressed; video goes on after 1 ms."""
+        try:
+            cv2.imshow(self.title, image)
+            key = cv2.waitKey(0 if wait else 1) & 0xFF
+        except cv2.error as e:
+            raise DisplayError(f"the window failed: {str(e).strip().splitlines()[-1]}") from None
+        return key not in (ord("q"), 27)
+
+    def close(self) -> None:
+        try:
+            cv2.destroyWindow(self.title)
+        except cv2.error:
+            pass
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+@dataclass
+class RunSummary:
+    """Counts and per-stage latency over a run; ``fps`` is frames per wall-clock second, capture included."""
+
+    frames: int = 0
+    faces: int = 0
+    frames_with_faces: int = 0
+    decisions: Counter = field(default_factory=Counter)
+    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    skipped: int = 0
+    dropped: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    ended: float | None = None
+
+    def start(self) -> float:
+        """Restart the clock (after model loading, so FPS covers frames only); returns the start time."""
+        self.started = time.perf_counter()
+        return self.started
+
+    def add(self, result: FrameResult) -> None:
+        self.frames += 1
+        self.faces += len(result.faces)
+        self.frames_with_faces += bool(result.faces)
+        self.decisions.update(f.decision for f in result.faces)
+        for stage in STAGES:
+            self.stage_ms[stage].append(getattr(result.times, stage))
+
+    def finish(self) -> "RunSummary":
+        self.ended = time.perf_counter()
+        return self
+
+    @property
+    def wall_s(self) -> float:
+        return (self.ended or time.perf_counter()) - self.started
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def median(self, stage: str) -> float:
+        return percentile(self.stage_ms[stage], 50)
+
+    def p90(self, stage: str) -> float:
+        return percentile(self.stage_ms[stage], 90)
+
+    def to_dict(self) -> dict:
+        return {
+            "frames": self.frames,
+            "faces": self.faces,
+            "frames_with_faces": self.frames_with_faces,
+            "decisions": {d: self.decisions.get(d, 0) for d in DECISIONS},
+            "median_ms": {s: round(self.median(s), 3) for s in STAGES},
+            "p90_ms": {s: round(self.p90(s), 3) for s in STAGES},
+            "fps": round(self.fps, 2),
+            "wall_s": round(self.wall_s, 3),
+            "skipped": self.skipped,
+            "dropped": self.dropped,
+        }
+
+    def format(self) -> str:
+        d = ", ".join(f"{k} {self.decisions.get(k, 0)}" for k in DECISIONS)
+        extra = "".join(
+            f", {n} {what}" for n, what in ((self.skipped, "unreadable skipped"), (self.dropped, "stale dropped")) if n
+        )
+        head = (
+            f"{self.frames} frames ({self.frames_with_faces} with a face), {self.faces} faces: {d}{extra}; "
+            f"{self.wall_s:.2f} s, {self.fps:.1f} FPS"
+        )
+        names = " ".join(f"{s:>8}" for s in STAGES)
+        med = " ".join(f"{self.median(s):8.2f}" for s in STAGES)
+        p90 = " ".join(f"{self.p90(s):8.2f}" for s in STAGES)
+        return f"{head}\n  ms       {names}\n  median   {med}\n  p90      {p90}"

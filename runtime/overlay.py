@@ -1,0 +1,41 @@
+"""Drawing results onto the frame (in place: the frame is not needed unannotated afterwards)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .smoothing import REAL, SPOOF
+from .types import FrameResult
+
+COLOURS = {REAL: (0, 200, 0), SPOOF: (0, 0, 230)}  # BGR
+UNCERTAIN_COLOUR = (0, 190, 255)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _label(image: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int], scale: float) -> None:
+    """Text on a filled box so it reads on any background."""
+    thickness = max(1, int(round(scale * 2)))
+    (w, h), base = cv2.getTextSize(text, FONT, scale, thickness)
+    y = max(y, h + base)
+    cv2.rectangle(image, (x, y - h - base), (x + w, y + base // 2), colour, cv2.FILLED)
+    cv2.putText(image, text, (x, y - base // 2), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+def draw(image: np.ndarray, result: FrameResult, fps: float | None = None) -> np.ndarray:
+    """Boxes coloured by decision with track id and P(real), and a status line with FPS and stage times."""
+    scale = max(0.45, min(image.shape[:2]) / 900.0)
+    thickness = max(2, int(round(scale * 3)))
+    for face in result.faces:
+        colour = COLOURS.get(face.decision, UNCERTAIN_COLOUR)
+        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        cv2.rectangle(image, (x1, y1), (x2, y2), colour, thickness)
+        text = f"#{face.track} {face.decision} {face.p_real_smoothed:.2f}"
+        _label(image, text, x1, y1 - thickness, colour, scale)
+        if face.reason:
+            _label(image, face.reason, x1, y2 + int(30 * scale), colour, scale * 0.8)
+    t = result.times
+    status = f"det {t.detect:.1f} | live {t.liveness:.1f} | total {t.total:.1f} ms"
+    if fps:
+        status = f"{fps:.1f} FPS | " + status
+    _label(image, status, 0, 0, (40, 40, 40), scale * 0.8)
+    return image

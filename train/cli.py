@@ -1,0 +1,102 @@
+"""liveness-train: fit one model, run leave-one-source-out, or compare two run dirs (thin argparse layer)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ..runtime.errors import LivenessEdgeError
+from .models import MODEL_NAMES
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", type=Path, help="gathered folder (index.csv + real/ spoof/ crops from liveness-gather)")
+    p.add_argument("--model", choices=MODEL_NAMES, required=True, help="which classifier to train")
+    p.add_argument("--out", type=Path, required=True, help="run dir to write (created if missing)")
+    p.add_argument("--size", type=int, default=0, help="input side in px (default: livenessnet 32, mobilenetv3 96)")
+    p.add_argument("--epochs", type=int, default=40, help="maximum epochs (default 40)")
+    p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--patience", type=int, default=8, help="early-stopping patience on val loss (default 8)")
+    p.add_argument("--seed", type=int, default=42, help="seed for split, shuffling, augmentation, init")
+    p.add_argument("--val-fraction", type=float, default=0.15, help="share of groups for validation")
+    p.add_argument("--sources", nargs="+", metavar="SOURCE", help="use only these sources of DATA")
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="liveness-train",
+        description="Train the liveness classifiers on gathered face crops and report honest (group-split) metrics.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    fit = sub.add_parser("fit", help="train one model on a group split; writes a run dir",
+                         description="Train on a train/val/test split by group (subject, session, video, set).")
+    _add_train_options(fit)
+    fit.add_argument("--test-fraction", type=float, default=0.15, help="share of groups for test")
+    loso = sub.add_parser("loso", help="leave-one-source-out: one run per held-out source + summary",
+                          description="For every source: train on the others, test on it. Writes OUT/<source>/ "
+                                      "run dirs and OUT/loso.{md,json,png}.")
+    _add_train_options(loso)
+    loso.add_argument("--holdouts", nargs="+", metavar="SOURCE", help="hold out only these sources (default all)")
+    loso.add_argument("--summary", type=Path, help="summary path prefix (default OUT/loso)")
+    cmp = sub.add_parser("compare", help="compare two run dirs: test metrics, size, Keras latency",
+                         description="Side-by-side test metrics, parameters, .keras size and Keras ms/face.")
+    cmp.add_argument("run_a", type=Path)
+    cmp.add_argument("run_b", type=Path)
+    cmp.add_argument("--out", type=Path, help="output prefix for .md and .png (default: RUN_A/../compare)")
+    return parser
+
+
+def _options(args: argparse.Namespace):
+    from .train import TrainOptions
+
+    return TrainOptions(
+        model=args.model, size=args.size, epochs=args.epochs, batch=args.batch, lr=args.lr, patience=args.patience,
+        seed=args.seed, val_fraction=args.val_fraction, test_fraction=getattr(args, "test_fraction", 0.0),
+        augment=not args.no_augment, sources=args.sources, verbose=2 if args.quiet else 1,
+    )
+
+
+def _fit(args: argparse.Namespace) -> None:
+    from .train import train_run
+
+    result = train_run(args.data, args.out, _options(args))
+    test = result.test
+    print(f"{args.model}: {result.epochs_run} epochs in {result.train_seconds:.0f} s, threshold {result.threshold:.3f}")
+    if test is not None:
+        print(f"test ACER {test.acer:.4f}  AUC {test.auc:.4f}  EER {test.eer:.4f}  accuracy {test.accuracy:.4f}")
+    print(f"run dir: {result.out_dir}")
+
+
+def _loso(args: argparse.Namespace) -> None:
+    from .report import write_loso_summary
+    from .train import loso_run
+
+    result = loso_run(args.data, args.out, _options(args), args.holdouts)
+    print(write_loso_summary(result, args.summary or args.out / "loso"))
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from .report import compare
+
+    print(compare(args.run_a, args.run_b, args.out or args.run_a.parent / "compare"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"fit": _fit, "loso": _loso, "compare": _compare}
+    try:
+        handlers[args.command](args)
+    except LivenessEdgeError as e:
+        print(f"liveness-train: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except (ValueError, OSError) as e:
+        print(f"liveness-train: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("liveness-train: interrupted", file=sys.stderr)
+        return 130
+    return 0

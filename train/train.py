@@ -1,0 +1,332 @@
+"""One training run: gathered crops -> Keras model + run dir (model, config, labels, metrics, plots).
+
+Inputs go through the runtime's ``Preprocessing.apply`` (same resize, colour order and 0-255 float as on the
+device). The decision threshold is chosen on the validation side (at its EER: APCER = BPCER), never on test,
+and test metrics are reported overall and per source.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..runtime.errors import SourceError
+from ..runtime.preprocessing import Preprocessing
+from .augment import AugmentOptions
+from .data import Sample, Split, group_split, leave_source_out, load_index, read_index_rows
+from .metrics import PadMetrics, eer, pad_metrics
+from .models import DEFAULT_SIZES, LABELS, MODEL_NAMES, build_model
+
+ImageCache = dict[tuple[Path, int], np.ndarray]
+
+
+@dataclass
+class TrainOptions:
+    """Everything that shapes a run; written verbatim to config.json. ``size`` 0 = the model's default."""
+
+    model: str = "livenessnet"
+    size: int = 0
+    epochs: int = 40
+    batch: int = 32
+    lr: float = 1e-3
+    patience: int = 8
+    seed: int = 42
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    augment: bool = True
+    augment_options: AugmentOptions = field(default_factory=AugmentOptions)
+    sources: list[str] | None = None
+    verbose: int = 2
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_NAMES)}")
+        if self.size == 0:
+            self.size = DEFAULT_SIZES[self.model]
+        if self.size < 16 or self.epochs < 1 or self.batch < 1 or self.lr <= 0 or self.patience < 1:
+            raise ValueError("need size >= 16, epochs >= 1, batch >= 1, lr > 0 and patience >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the run dir, the validation threshold and the metrics written to metrics.json."""
+
+    out_dir: Path
+    threshold: float
+    val: PadMetrics
+    test: PadMetrics | None
+    test_per_source: dict[str, PadMetrics]
+    epochs_run: int
+    train_seconds: float
+    params: int
+
+
+def read_context(data_root: Path) -> float:
+    """The crop context the gathered folder was made with (one value per folder, else the runs would mix)."""
+    contexts = {float(r["context"]) for r in read_index_rows(data_root) if r.get("context")}
+    if len(contexts) != 1:
+        raise SourceError(f"{data_root}/index.csv must have exactly one context value, found {sorted(contexts)}")
+    return contexts.pop()
+
+
+def load_samples(data_root: Path, sources: Sequence[str] | None = None) -> list[Sample]:
+    """Samples of the gathered folder, optionally only the named sources."""
+    samples = load_index(data_root)
+    if sources:
+        unknown = set(sources) - {s.source for s in samples}
+        if unknown:
+            raise SourceError(f"sources not in {data_root}: {', '.join(sorted(unknown))}")
+        samples = [s for s in samples if s.source in set(sources)]
+    return samples
+
+
+def load_images(samples: Sequence[Sample], preprocessing: Preprocessing, cache: ImageCache | None = None) -> np.ndarray:
+    """(N, size, size, 3) float32 model inputs through ``Preprocessing.apply``; ``cache`` reuses them across runs."""
+    from tqdm import tqdm
+
+    cache = {} if cache is None else cache
+    out = np.empty((len(samples), preprocessing.size, preprocessing.size, 3), np.float32)
+    for i, s in enumerate(tqdm(samples, desc="load crops", unit="img", leave=False, mininterval=2)):
+        key = (s.path, preprocessing.size)
+        if key not in cache:
+            image = cv2.imread(str(s.path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise SourceError(f"unreadable crop: {s.path}")
+            cache[key] = preprocessing.apply(image)
+        out[i] = cache[key]
+    return out
+
+
+def _labels(samples: Sequence[Sample]) -> np.ndarray:
+    return np.array([s.label for s in samples], np.int32)
+
+
+def class_weights(y: np.ndarray) -> dict[int, float]:
+    """Inverse class frequency, so the loss does not favour whichever class a split happens to have more of."""
+    counts = np.bincount(y, minlength=len(LABELS))
+    if (counts == 0).any():
+        raise SourceError(f"training side lacks a class (real={counts[1]}, spoof={counts[0]})")
+    return {c: float(len(y) / (len(LABELS) * n)) for c, n in enumerate(counts)}
+
+
+def _datasets(x_train, y_train, x_val, y_val, options: TrainOptions):
+    import tensorflow as tf
+
+    from .augment import augment_dataset
+
+    train = tf.data.Dataset.from_tensor_slices((x_train, y_train))
+    train = train.shuffle(len(y_train), seed=options.seed, reshuffle_each_iteration=True)
+    if options.augment:
+        train = augment_dataset(train, options.augment_options, options.seed)
+    train = train.batch(options.batch).prefetch(tf.data.AUTOTUNE)
+    val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(max(64, options.batch))
+    return train, val
+
+
+def fit_model(x_train, y_train, x_val, y_val, options: TrainOptions):
+    """Train with class weights and early stopping on validation loss; returns (best model, history dict)."""
+    import keras
+
+    keras.utils.set_random_seed(options.seed)
+    model = build_model(options.model, options.size)
+    model.compile(
+        optimizer=keras.optimizers.Adam(options.lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    train, val = _datasets(x_train, y_train, x_val, y_val, options)
+    callbacks = [
+        keras.callbacks.EarlyStopping("val_loss", patience=options.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, options.patience // 2), min_lr=1e-5),
+    ]
+    history = model.fit(
+        train, validation_data=val, epochs=options.epochs, class_weight=class_weights(y_train),
+        callbacks=callbacks, verbose=options.verbose, shuffle=False,  # tf.data already shuffles, seeded
+    )
+    return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def predict_real(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """P(real) per input (softmax column 1)."""
+    if len(x) == 0:
+        return np.zeros(0, np.float32)
+    return np.asarray(model.predict(x, batch_size=batch, verbose=0))[:, LABELS.index("real")]
+
+
+def choose_threshold(y_val: np.ndarray, p_val: np.ndarray) -> float:
+    """P(real) threshold at the validation EER; 0.5 when validation lacks a class (EER undefined)."""
+    if len(set(y_val.tolist())) < 2:
+        return 0.5
+    return float(eer(y_val, p_val)[1])
+
+
+def _metrics(samples: Sequence[Sample], p: np.ndarray, threshold: float) -> PadMetrics:
+    return pad_metrics(_labels(samples), p, threshold, [s.attack for s in samples])
+
+
+def _per_source(samples: Sequence[Sample], p: np.ndarray, threshold: float) -> dict[str, PadMetrics]:
+    out = {}
+    for source in sorted({s.source for s in samples}):
+        idx = [i for i, s in enumerate(samples) if s.source == source]
+        out[source] = _metrics([samples[i] for i in idx], p[idx], threshold)
+    return out
+
+
+def train_run(
+    data_root: str | Path, out_dir: str | Path, options: TrainOptions, split: Split | None = None,
+    cache: ImageCache | None = None,
+) -> RunResult:
+    """Train ``options.model`` on ``data_root`` (group split unless ``split`` is given) and write the run dir."""
+    data_root, out_dir = Path(data_root), Path(out_dir)
+    preprocessing = Preprocessing(size=options.size, context=read_context(data_root))
+    if split is None:
+        samples = load_samples(data_root, options.sources)
+        split = group_split(samples, options.val_fraction, options.test_fraction, options.seed)
+    if not split.train or not split.val:
+        raise SourceError("the split left the training or validation side empty; gather more groups")
+    cache = {} if cache is None else cache
+    x_train, x_val, x_test = (load_images(side, preprocessing, cache) for side in (split.train, split.val, split.test))
+    y_train, y_val = _labels(split.train), _labels(split.val)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    model, history = fit_model(x_train, y_train, x_val, y_val, options)
+    train_seconds = time.perf_counter() - start
+
+    p_val, p_test = predict_real(model, x_val), predict_real(model, x_test)
+    threshold = choose_threshold(y_val, p_val)
+    result = RunResult(
+        out_dir=out_dir,
+        threshold=threshold,
+        val=_metrics(split.val, p_val, threshold),
+        test=_metrics(split.test, p_test, threshold) if split.test else None,
+        test_per_source=_per_source(split.test, p_test, threshold),
+        epochs_run=len(history.get("loss", [])),
+        train_seconds=train_seconds,
+        params=int(model.count_params()),
+    )
+    save_model(model, options, out_dir / "model.keras")
+    _write_run_dir(result, data_root, preprocessing, split, options, history)
+    _write_plots(out_dir, history, split, p_val, p_test, threshold)
+    return result
+
+
+def save_model(model, options: TrainOptions, path: Path) -> None:
+    """Save the weights in a fresh, uncompiled copy: no optimizer state (3x the size), nothing export needs."""
+    clean = build_model(options.model, options.size)
+    clean.set_weights(model.get_weights())
+    clean.save(path)
+
+
+def _write_json(path: Path, obj: object) -> None:
+    path.write_text(json.dumps(obj, indent=2, allow_nan=True) + "\n")
+
+
+def _write_run_dir(
+    result: RunResult, data_root: Path, preprocessing: Preprocessing, split: Split, options: TrainOptions,
+    history: dict[str, list[float]],
+) -> None:
+    counts = split.counts()
+    config = {
+        "name": options.model,
+        "preprocessing": preprocessing.to_dict(),
+        "labels": LABELS,
+        "threshold": result.threshold,
+        "threshold_rule": "validation EER (APCER = BPCER on the val side)",
+        "input_shape": [options.size, options.size, 3],
+        "seed": options.seed,
+        "data": {
+            "path": str(data_root.resolve()),
+            "sources": sorted({s.source for side in (split.train, split.val, split.test) for s in side}),
+            "counts": counts,
+        },
+        "split": {side: {"groups": split.groups.get(side, []), "n": len(getattr(split, side))}
+                  for side in ("train", "val", "test")},
+        "train_options": options.to_dict(),
+        "training": {
+            "seconds": round(result.train_seconds, 1),
+            "epochs_run": result.epochs_run,
+            "best_epoch": int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None,
+        },
+        "params": result.params,
+    }
+    _write_json(result.out_dir / "config.json", config)
+    _write_json(result.out_dir / "labels.json", LABELS)
+    _write_json(result.out_dir / "metrics.json", metrics_dict(result, options.seed))
+
+
+def metrics_dict(result: RunResult, seed: int) -> dict:
+    """metrics.json: validation and test PadMetrics, test per source, the threshold and the seed."""
+    return {
+        "threshold": result.threshold,
+        "seed": seed,
+        "val": result.val.to_dict(),
+        "test": result.test.to_dict() if result.test else None,
+        "test_per_source": {k: v.to_dict() for k, v in result.test_per_source.items()},
+    }
+
+
+def _write_plots(
+    out_dir: Path, history: dict[str, list[float]], split: Split, p_val: np.ndarray, p_test: np.ndarray,
+    threshold: float,
+) -> None:
+    from .report import plot_confusion, plot_roc, plot_training_curves
+
+    plot_training_curves(history, out_dir / "training_curves.png")
+    side, y, p = ("test", _labels(split.test), p_test) if len(split.test) else ("val", _labels(split.val), p_val)
+    plot_confusion(y, p, threshold, out_dir / "confusion_matrix.png", title=f"{side} (threshold {threshold:.3f})")
+    curves = {"val": (_labels(split.val), p_val)}
+    if len(split.test):
+        curves["test"] = (_labels(split.test), p_test)
+    plot_roc(curves, out_dir / "roc.png")
+
+
+@dataclass
+class LosoResult:
+    """One run per held-out source: its test metrics at the threshold chosen on the other sources' val side."""
+
+    model: str
+    context: float
+    runs: dict[str, RunResult]
+
+    def table(self) -> list[dict]:
+        """Rows (source, n, acer, apcer, bpcer, auc, eer, accuracy) plus a ``mean`` row over sources."""
+        keys = ("acer", "apcer", "bpcer", "auc", "eer", "accuracy")
+        rows = []
+        for source, run in self.runs.items():
+            m = run.test
+            rows.append({"source": source, "n_real": m.n_real, "n_spoof": m.n_spoof,
+                         **{k: float(getattr(m, k)) for k in keys}, "threshold": run.threshold})
+        if rows:
+            mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+            rows.append({"source": "mean", "n_real": sum(r["n_real"] for r in rows),
+                         "n_spoof": sum(r["n_spoof"] for r in rows), **mean, "threshold": math.nan})
+        return rows
+
+
+def loso_run(
+    data_root: str | Path, out_dir: str | Path, options: TrainOptions, holdouts: Sequence[str] | None = None,
+) -> LosoResult:
+    """Leave-one-source-out: for every source, train on the others (group split into train/val) and test on it."""
+    data_root, out_dir = Path(data_root), Path(out_dir)
+    samples = load_samples(data_root, options.sources)
+    sources = sorted({s.source for s in samples})
+    holdouts = list(holdouts) if holdouts else sources
+    unknown = set(holdouts) - set(sources)
+    if unknown:
+        raise SourceError(f"sources not in {data_root}: {', '.join(sorted(unknown))}")
+    cache: ImageCache = {}
+    runs = {}
+    for source in holdouts:
+        split = leave_source_out(samples, source, options.val_fraction, options.seed)
+        runs[source] = train_run(data_root, out_dir / source, options, split=split, cache=cache)
+    return LosoResult(options.model, read_context(data_root), runs)
