@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--spoof-below", type=float, help="turn spoof below this (default threshold-margin)")
     d.add_argument("--min-track-age", type=int, help="frames before a track may be decided (default 3 / window)")
     d.add_argument("--min-face", type=float, help="uncertain below this face size in px (default from the model)")
-    d.add_argument("--min-inside", type=float, default=0.6, help="uncertain if less of the crop is in the frame")
+    d.add_argument("--min-inside", type=float, default=0.8, help="uncertain if less of the face box is in the frame")
     d.add_argument("--dark", type=float, default=40.0, help="uncertain if the face's mean grey is below this")
     d.add_argument("--min-sharpness", type=float, default=30.0, help="uncertain if the face is blurrier than this")
     o = p.add_argument_group("output")

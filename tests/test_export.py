@@ -190,6 +190,22 @@ def test_onnx_int8_with_a_uint8_input(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_int8_settings_are_chosen_by_measurement(exported):
+    """The ONNX float prefix is the cheapest measured candidate within the drift limit; TFLite keeps
+    per-tensor weights only if they drift at most 10 % more than per-channel ones."""
+    manifest = Manifest.load(exported / "manifest.json")
+    onnx_tuning = manifest.model("tiny", "onnx", "int8").extra["tuning"]
+    allowed = [t for t in onnx_tuning["trials"] if t["drift"] <= 0.05]
+    assert allowed and onnx_tuning["chosen"] == min(allowed, key=lambda t: t["cost"])["setting"]
+    assert all(t["cost"] > 0 for t in onnx_tuning["trials"])
+    entry = manifest.model("tiny", "tflite", "int8")
+    channel, tensor = entry.extra["tuning"]["trials"]
+    per_tensor = tensor["drift"] <= min(0.05, 1.1 * channel["drift"])
+    assert entry.extra["tuning"]["chosen"] == ("per_tensor" if per_tensor else "per_channel")
+    assert entry.extra["quantization"]["per_channel"] is not per_tensor
+
+
+@pytest.mark.slow
 def test_a_modified_file_is_refused_by_verify(tiny_run, exported, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(exported, out)
