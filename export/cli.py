@@ -53,11 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max |ΔP(real)| of a float32 file vs Keras before the export fails (default: 1e-3)")
     p.add_argument("--max-int8-drift", type=float, default=0.05,
                    help="max mean |ΔP(real)| of an int8 file vs Keras before the export fails (default: 0.05)")
-    p.add_argument("--onnx-float-convs", type=int, default=1, metavar="N",
-                   help="leading convolutions kept in float in the int8 ONNX (default: 1, the stem; 6 was "
-                   "fastest for MobileNetV3Small)")
-    p.add_argument("--tflite-per-tensor", action="store_true",
-                   help="one weight scale per tensor in the int8 TFLite (smaller file; check the drift)")
+    p.add_argument("--onnx-float-convs", type=int, metavar="N",
+                   help="leading convolutions kept in float in the int8 ONNX (default: measured per model "
+                   "among 1,2,4,6,8 on this machine: the fastest within --max-int8-drift)")
+    p.add_argument("--tflite-weights", choices=("auto", "per-channel", "per-tensor"), default="auto",
+                   help="int8 TFLite weight scales (default auto: per-tensor, the smaller file, unless it drifts "
+                   "clearly more than per-channel)")
     p.add_argument("--no-detector", action="store_true", help="do not (re)convert the BlazeFace detectors")
     return p
 
@@ -75,8 +76,10 @@ def options_from(args: argparse.Namespace) -> ExportOptions:
         fp32_tolerance=args.fp32_tolerance,
         max_int8_drift=args.max_int8_drift,
         detector=not args.no_detector,
-        tflite_per_channel=not args.tflite_per_tensor,
-        onnx_quant=OnnxQuantOptions(float_convs=args.onnx_float_convs),
+        tune_onnx=args.onnx_float_convs is None,
+        tune_tflite=args.tflite_weights == "auto",
+        tflite_per_channel=args.tflite_weights != "per-tensor",
+        onnx_quant=OnnxQuantOptions(float_convs=1 if args.onnx_float_convs is None else args.onnx_float_convs),
     )
 
 

@@ -26,9 +26,10 @@ from .options import ExportError, ExportOptions, model_file
 from .to_onnx import keras_to_onnx, quantize_onnx, tflite_to_onnx
 from .to_tflite import TFLITE_INT8_SETTINGS, keras_to_tflite
 from .tools import first_line, tool_versions
+from .tune import Choice, tune_onnx, tune_tflite
 from .verify import (
-    DetectorCheck, FileCheck, Scores, check_detector, check_file, enforce_limits, keras_p_real, markdown, measure_latency,
-    open_liveness, scores,
+    DetectorCheck, FileCheck, Scores, check_detector, check_file, enforce_limits, keras_p_real, markdown,
+    measure_latency, open_liveness, scores,
 )
 
 STAGING = ".export-staging"
@@ -124,51 +125,70 @@ def tensor_spec(info: TensorInfo, raw_bytes: bool = False) -> TensorSpec:
     return TensorSpec([int(d) for d in info.shape], info.dtype.name, scale, zero)
 
 
-def _settings(run: Run, fmt: str, precision: str, options: ExportOptions) -> dict:
-    """How a file was made (ModelEntry.extra)."""
+def _settings(run: Run, fmt: str, precision: str, options: ExportOptions, tuning: Choice | None) -> dict:
+    """How a file was made (ModelEntry.extra), with the settings the tuning chose."""
     extra: dict = {"source": "model.keras", "source_sha256": sha256_of(run.keras_path)}
     if fmt == "onnx":
         extra["converter"] = "tf2onnx.convert.from_keras"
         extra["opset"] = options.opset
         if precision == "int8":
+            quant = options.onnx_quant
+            if tuning is not None:
+                quant = replace(quant, float_convs=int(tuning.setting.split("=")[1]))
             extra["quantization"] = {"tool": "onnxruntime.quantization.quantize_static (MinMax, after "
-                                     "quant_pre_process)", **asdict(options.onnx_quant)}
+                                     "quant_pre_process)", **asdict(quant)}
     else:
         extra["converter"] = "tf.lite.TFLiteConverter.from_keras_model (batch 1)"
         if precision == "int8":
-            extra["quantization"] = {**TFLITE_INT8_SETTINGS, "per_channel": options.tflite_per_channel}
+            per_channel = options.tflite_per_channel if tuning is None else tuning.setting == "per_channel"
+            extra["quantization"] = {**TFLITE_INT8_SETTINGS, "per_channel": per_channel}
     if precision == "int8":
         extra["quantization"]["calibration_crops"] = options.calibration_size
+        if tuning is not None:
+            extra["tuning"] = tuning.to_dict()
     return extra
 
 
 def convert_run(run: Run, staging: Path, options: ExportOptions, calibration: CropSet | None,
-                bar: tqdm) -> dict[tuple[str, str], Path]:
-    """Write the requested files of one run into ``staging``; returns {(format, precision): path}."""
+                bar: tqdm) -> tuple[dict[tuple[str, str], Path], dict[tuple[str, str], Choice]]:
+    """Write the requested files of one run into ``staging``; returns {(format, precision): path} and the
+    tuning choice behind each int8 file that was tuned."""
     inputs = representative_inputs(calibration, run.preprocessing) if calibration is not None else None
+    keras_p = None
+    if calibration is not None and (options.tune_onnx or options.tune_tflite):
+        keras_p = keras_p_real(run.model, calibration, run.preprocessing, run.labels.index("real"))
+    tuned = (calibration, keras_p, run.preprocessing, run.labels)
     files: dict[tuple[str, str], Path] = {}
+    choices: dict[tuple[str, str], Choice] = {}
     for fmt in options.formats:
         for precision in options.precisions:
             bar.set_description(f"{run.name} {fmt} {precision}")
             path = staging / Path(model_file(run.name, fmt, precision)).name
             try:
-                if fmt == "tflite":
-                    representative = inputs if precision == "int8" else None
-                    keras_to_tflite(run.model, path, representative, options.tflite_per_channel)
-                elif precision == "fp32":
+                if precision == "fp32" and fmt == "onnx":
                     keras_to_onnx(run.model, path, options.opset)
+                elif precision == "fp32":
+                    keras_to_tflite(run.model, path)
+                elif fmt == "tflite" and options.tune_tflite:
+                    choices[(fmt, precision)] = tune_tflite(run.model, path, inputs, *tuned, options.max_int8_drift)
+                elif fmt == "tflite":
+                    keras_to_tflite(run.model, path, inputs, options.tflite_per_channel)
                 else:
                     fp32 = files.get(("onnx", "fp32")) or staging / "fp32-for-int8.onnx"
                     if not fp32.exists():
                         keras_to_onnx(run.model, fp32, options.opset)
-                    quantize_onnx(fp32, path, inputs, options.onnx_quant)
+                    if options.tune_onnx:
+                        choices[(fmt, precision)] = tune_onnx(fp32, path, inputs, *tuned, options.onnx_quant,
+                                                              options.max_int8_drift)
+                    else:
+                        quantize_onnx(fp32, path, inputs, options.onnx_quant)
             except LivenessEdgeError:
                 raise
             except Exception as e:
                 raise ExportError(f"{run.name}: {fmt} {precision} conversion failed: {first_line(e)}") from None
             files[(fmt, precision)] = path
             bar.update(1)
-    return files
+    return files, choices
 
 
 def verify_files(run: Run, files: dict[tuple[str, str], Path], crops: CropSet, options: ExportOptions,
@@ -199,7 +219,8 @@ def _verification(check: FileCheck, crops: CropSet, keras: Scores, threads: int)
 
 
 def model_entry(
-    run: Run, fmt: str, precision: str, path: Path, options: ExportOptions, verification: dict
+    run: Run, fmt: str, precision: str, path: Path, options: ExportOptions, verification: dict,
+    tuning: Choice | None = None,
 ) -> ModelEntry:
     """The manifest entry of one shipped file (input/output read back from the file through the backend)."""
     backend = open_model(path, 1)
@@ -216,7 +237,7 @@ def model_entry(
         labels=run.labels,
         threshold=run.threshold,
         verification=verification,
-        extra=_settings(run, fmt, precision, options),
+        extra=_settings(run, fmt, precision, options, tuning),
     )
 
 
@@ -264,8 +285,8 @@ def merged(old: Manifest, models: list[ModelEntry], detectors: list[DetectorEntr
     new_detectors = {(d.variant, d.format) for d in detectors}
     keep_m = [m for m in old.models if (m.name, m.format, m.precision) not in new_models]
     keep_d = [d for d in old.detectors if (d.variant, d.format) not in new_detectors]
-    order = lambda m: (m.name, m.format, m.precision)  # noqa: E731
-    return Manifest(sorted(keep_m + models, key=order), sorted(keep_d + detectors, key=lambda d: (d.variant, d.format)),
+    return Manifest(sorted(keep_m + models, key=lambda m: (m.name, m.format, m.precision)),
+                    sorted(keep_d + detectors, key=lambda d: (d.variant, d.format)),
                     tool_versions(), datetime.now(timezone.utc).isoformat(timespec="seconds"), old.root)
 
 
@@ -299,10 +320,11 @@ def export_models(run_dirs: list[Path], options: ExportOptions) -> ExportResult:
                 heldout = heldout_crops(run, options)
                 images = images or heldout.images[:DETECTOR_IMAGES]
                 (staging / run.name).mkdir(parents=True)
-                files = convert_run(run, staging / run.name, options, calibration, bar)
+                files, choices = convert_run(run, staging / run.name, options, calibration, bar)
                 verification = verify_files(run, files, heldout, options, bar)
                 for (fmt, precision), path in files.items():
-                    entries.append(model_entry(run, fmt, precision, path, options, verification[(fmt, precision)]))
+                    key = (fmt, precision)
+                    entries.append(model_entry(run, fmt, precision, path, options, verification[key], choices.get(key)))
                     moves.append((path, out / model_file(run.name, fmt, precision)))
             if with_detectors:
                 (staging / "detector").mkdir(parents=True)

@@ -57,7 +57,9 @@ class ExportOptions:
     """One export: which files, where, from which calibration crops, and how strictly they are checked.
 
     ``fp32_tolerance`` bounds max |P(real) - Keras| of a float32 file (a broken conversion must not ship);
-    ``max_int8_drift`` bounds the mean |P(real) - Keras| of an int8 file.
+    ``max_int8_drift`` bounds the mean |P(real) - Keras| of an int8 file. ``tune_onnx``/``tune_tflite``
+    measure the int8 settings per model (see ``tune.py``); otherwise ``onnx_quant.float_convs`` and
+    ``tflite_per_channel`` apply as given.
     """
 
     out: Path = ARTIFACTS_DIR
@@ -73,6 +75,8 @@ class ExportOptions:
     latency_rounds: int = 15
     seed: int = 0
     detector: bool = True
+    tune_onnx: bool = True
+    tune_tflite: bool = True
     tflite_per_channel: bool = True
     onnx_quant: OnnxQuantOptions = field(default_factory=OnnxQuantOptions)
 

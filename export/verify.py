@@ -89,7 +89,6 @@ def check_file(
     p = np.array([model.predict(image) for image in crops.images], np.float64)
     dp = np.abs(p - keras_p)
     own = scores(crops, p, threshold)
-    delta = lambda a, b: None if a is None or b is None else a - b  # noqa: E731
     return FileCheck(
         name=name,
         format=fmt,
@@ -102,9 +101,13 @@ def check_file(
         mean_abs_dp=float(dp.mean()),
         accuracy=own.accuracy,
         acer=own.acer,
-        d_accuracy=delta(own.accuracy, keras_scores.accuracy),
-        d_acer=delta(own.acer, keras_scores.acer),
+        d_accuracy=_difference(own.accuracy, keras_scores.accuracy),
+        d_acer=_difference(own.acer, keras_scores.acer),
     )
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
 
 
 def enforce_limits(check: FileCheck, fp32_tolerance: float, max_int8_drift: float) -> None:
@@ -131,7 +134,7 @@ def measure_latency(
     """
     samples: dict[str, list[float]] = {key: [] for key in models}
     images = crops.images
-    for key, model in models.items():
+    for model in models.values():
         for i in range(warmup):
             model.predict(images[i % len(images)])
     for r in range(rounds):

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from ..runtime.errors import LivenessEdgeError
-from .models import MODEL_NAMES
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
+    from .models import MODEL_NAMES  # imports Keras: deferred until main() has quietened TensorFlow
+
     p.add_argument("data", type=Path, help="gathered folder (index.csv + real/ spoof/ crops from liveness-gather)")
     p.add_argument("--model", choices=MODEL_NAMES, required=True, help="which classifier to train")
     p.add_argument("--out", type=Path, required=True, help="run dir to write (created if missing)")
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("run_a", type=Path)
     cmp.add_argument("run_b", type=Path)
     cmp.add_argument("--out", type=Path, help="output prefix for .md and .png (default: RUN_A/../compare)")
+    cmp.add_argument("--timing-runs", type=int, default=100, help="timed model(x) calls per model (default 100)")
     return parser
 
 
@@ -82,10 +85,11 @@ def _loso(args: argparse.Namespace) -> None:
 def _compare(args: argparse.Namespace) -> None:
     from .report import compare
 
-    print(compare(args.run_a, args.run_b, args.out or args.run_a.parent / "compare"))
+    print(compare(args.run_a, args.run_b, args.out or args.run_a.parent / "compare", args.timing_runs))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ banner out of error output
     args = build_parser().parse_args(argv)
     handlers = {"fit": _fit, "loso": _loso, "compare": _compare}
     try:

@@ -72,7 +72,10 @@ class RunResult:
 
 def read_context(data_root: Path) -> float:
     """The crop context the gathered folder was made with (one value per folder, else the runs would mix)."""
-    contexts = {float(r["context"]) for r in read_index_rows(data_root) if r.get("context")}
+    rows = read_index_rows(data_root)
+    if not rows:
+        raise SourceError(f"no gathered samples in {data_root} (missing or empty index.csv)")
+    contexts = {float(r["context"]) for r in rows if r.get("context")}
     if len(contexts) != 1:
         raise SourceError(f"{data_root}/index.csv must have exactly one context value, found {sorted(contexts)}")
     return contexts.pop()
