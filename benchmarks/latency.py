@@ -148,10 +148,12 @@ def environment() -> dict:
     """CPU, cores, load and library versions (from package metadata: TensorFlow is never imported for this)."""
     cpu = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "model\t")):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        fields = dict(
+            (k.strip().lower(), v.strip())
+            for k, _, v in (line.partition(":") for line in Path("/proc/cpuinfo").read_text().splitlines())
+            if v
+        )
+        cpu = fields.get("model name") or fields.get("hardware") or fields.get("model") or cpu  # x86, then ARM/Pi
     except OSError:
         pass
     return {
