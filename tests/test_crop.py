@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -49,3 +50,11 @@ def test_preprocessing_resizes_swaps_to_rgb_and_keeps_raw_pixel_values():
 def test_preprocessing_rejects_unknown_colour_order():
     with pytest.raises(ValueError):
         Preprocessing(size=32, context=2.0, color_order="YUV")
+
+
+def test_large_shrinks_stay_close_to_a_single_area_resize():
+    rng = np.random.default_rng(0)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (5, 5), 0)
+    crop = context_crop(frame, (100, 0, 580, 480), 1.0, 32)
+    direct = cv2.resize(frame[0:480, 100:580], (32, 32), interpolation=cv2.INTER_AREA)
+    assert np.abs(crop.image.astype(float) - direct).mean() < 1.5
