@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..runtime.errors import LivenessEdgeError
+from ..runtime.errors import LivenessEdgeError, run_cli
 from ..runtime.manifest import DEFAULT_MANIFEST
 
 
@@ -136,17 +136,11 @@ def run_accuracy_cli(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        if argv[:1] == ["accuracy"]:
-            return run_accuracy_cli(accuracy_parser().parse_args(argv[1:]))
-        return run_latency(latency_parser().parse_args(argv))
-    except LivenessEdgeError as e:
-        print(f"bench: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
-        return 130
-
+    if argv[:1] == ["accuracy"]:
+        args = accuracy_parser().parse_args(argv[1:])
+        return run_cli("bench", lambda: run_accuracy_cli(args))
+    args = latency_parser().parse_args(argv)
+    return run_cli("bench", lambda: run_latency(args))
 
 if __name__ == "__main__":
     sys.exit(main())

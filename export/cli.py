@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from ..runtime.errors import LivenessEdgeError
+from ..runtime.errors import run_cli
 from ..runtime.manifest import ARTIFACTS_DIR
 from .options import FORMATS, PRECISIONS, ExportOptions, OnnxQuantOptions
 
@@ -94,17 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from .exporter import export_models, verify_models
 
-    try:
+    def body() -> int:
         result = (verify_models if args.verify else export_models)(runs, options)
-    except LivenessEdgeError as e:
-        print(f"export-models: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("export-models: interrupted; nothing shipped", file=sys.stderr)
-        return 130
-    print(result.report_path.read_text())
-    print(f"wrote {result.manifest_path} and {result.report_path}")
-    return 0
+        print(result.report_path.read_text())
+        print(f"wrote {result.manifest_path} and {result.report_path}")
+        return 0
+
+    return run_cli("export-models", body, "interrupted; nothing shipped")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """Errors that the CLIs turn into one line and a documented exit code."""
 from __future__ import annotations
 
+import sys
+from typing import Callable
+
 
 class LivenessEdgeError(Exception):
     """Base class: carries the process exit code the CLI uses for it."""
@@ -57,3 +60,15 @@ class OutputError(LivenessEdgeError):
 
 
 INTERRUPTED_EXIT_CODE = 130  # Ctrl-C, as shells report SIGINT
+
+
+def run_cli(prog: str, body: Callable[[], int], interrupted: str = "interrupted") -> int:
+    """Run a CLI's work: a project error or Ctrl-C becomes one line on stderr and its exit code, no traceback."""
+    try:
+        return body()
+    except LivenessEdgeError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: {interrupted}", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE

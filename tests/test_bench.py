@@ -106,7 +106,7 @@ def test_compare_prints_ratios(tmp_path):
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["--compare", str(tmp_path / "missing.json"), str(tmp_path / "missing.json")]) != 0
     err = capsys.readouterr().err
-    assert err.startswith("bench: no such file") and err.count("\n") == 1
+    assert err.startswith("bench: error: no such file") and err.count("\n") == 1
     assert cli.main(["accuracy", str(tmp_path / "nowhere")]) == SourceError.exit_code
     assert "labelled folder not found" in capsys.readouterr().err
 

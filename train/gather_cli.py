@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from ..runtime.errors import LivenessEdgeError
+from ..runtime.errors import run_cli
 from .data import GatherOptions, gather
 
 
@@ -39,17 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         source=args.source, label=args.label, context=args.context, crop_size=args.crop_size, skip=args.skip,
         confidence=args.confidence, detector=args.detector, assume_cropped=args.assume_cropped, append=args.append,
     )
-    try:
-        summary = gather(args.input, args.out, options)
-    except LivenessEdgeError as e:
-        print(f"liveness-gather: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("liveness-gather: interrupted; index.csv keeps the crops written so far", file=sys.stderr)
-        return 130
-    print(summary.to_markdown())
-    return 0
+    def body() -> int:
+        print(gather(args.input, args.out, options).to_markdown())
+        return 0
 
+    return run_cli("liveness-gather", body, "interrupted; index.csv keeps the crops written so far")
 
 if __name__ == "__main__":
     sys.exit(main())
