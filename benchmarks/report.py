@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..train.metrics import roc_points
+from ..train.report import plot_roc
 from .accuracy import AccuracyRun
 from .latency import BenchRun, ConfigResult
 
@@ -266,36 +266,13 @@ def accuracy_table(run: AccuracyRun) -> str:
 
 
 def plot_roc_det(run: AccuracyRun, path: str | Path) -> None:
-    """ROC (1 - BPCER vs APCER) and DET (BPCER vs APCER, log axes) per configuration, threshold marked."""
-    plt = _pyplot()
-    fig, (roc, det) = plt.subplots(1, 2, figsize=(12, 5))
-    floor = 1e-3
-    for r in run.results:
-        if r.status != "ok" or not (r.metrics.n_real and r.metrics.n_spoof):
-            continue
-        y = [o.label for o in r.outcomes]
-        p = [o.score for o in r.outcomes]
-        _, apcer, bpcer = roc_points(y, p)
-        line = roc.plot(apcer, 1.0 - bpcer, label=f"{r.name} (AUC {r.metrics.auc:.3f})")[0]
-        det.plot(np.maximum(apcer, floor), np.maximum(bpcer, floor), color=line.get_color(), label=r.name)
-        m = r.metrics
-        roc.plot([m.apcer], [1.0 - m.bpcer], "o", color=line.get_color())
-        det.plot([max(m.apcer, floor)], [max(m.bpcer, floor)], "o", color=line.get_color())
-    roc.plot([0, 1], [0, 1], ":", color="grey")
-    roc.set_xlabel("APCER (spoof accepted)")
-    roc.set_ylabel("1 - BPCER (real accepted)")
-    roc.set_title("ROC (dot: manifest threshold)")
-    det.set_xscale("log")
-    det.set_yscale("log")
-    det.set_xlabel(f"APCER (floored at {floor:g})")
-    det.set_ylabel(f"BPCER (floored at {floor:g})")
-    det.set_title("DET")
-    for ax in (roc, det):
-        ax.grid(alpha=0.3, which="both")
-    roc.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    """ROC and DET per configuration, drawn by the training report's ``plot_roc`` (one plotting code path)."""
+    curves = {
+        f"{r.name} (AUC {r.metrics.auc:.3f})": ([o.label for o in r.outcomes], [o.score for o in r.outcomes])
+        for r in run.results
+        if r.status == "ok" and r.metrics.n_real and r.metrics.n_spoof
+    }
+    plot_roc(curves, Path(path))
 
 
 def write_accuracy_report(run: AccuracyRun, out_dir: str | Path) -> dict[str, Path]:

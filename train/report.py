@@ -1,6 +1,7 @@
 """Plots of a run (curves, confusion matrix, ROC/DET), the two-model comparison and the LOSO summary.
 
-matplotlib is imported inside the functions (Agg backend) so importing this module stays cheap.
+matplotlib and Keras are imported inside the functions, so ``bench accuracy`` can reuse ``plot_roc`` on a
+device without TensorFlow.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import numpy as np
 
 from ..runtime.errors import ModelError
 from .metrics import roc_points
-from .models import LABELS
 
 if TYPE_CHECKING:
     from .train import LosoResult
@@ -63,8 +63,8 @@ def plot_confusion(y: np.ndarray, p_real: np.ndarray, threshold: float, path: Pa
     for i in range(2):
         for j in range(2):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="black", fontsize=14)
-    ax.set_xticks([0, 1], LABELS)
-    ax.set_yticks([0, 1], LABELS)
+    ax.set_xticks([0, 1], ["spoof", "real"])
+    ax.set_yticks([0, 1], ["spoof", "real"])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -101,7 +101,7 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> No
     det.set_title("DET")
     for ax in (roc, det):
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
