@@ -1,0 +1,286 @@
+"""The Flask app: enrol and login pages, the JSON endpoints their script posts to, and /health.
+
+Security choices, in one place: a CSRF token per session checked on every POST; session cookies
+HttpOnly + SameSite=Strict (+ Secure when served over TLS); nonces and the CSRF token compared in constant
+time; uploads capped by Flask's MAX_CONTENT_LENGTH and per frame by ``FrameLimits``; failed attempts
+counted in the database per username and per client address. Only reason codes reach the browser.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Callable
+
+from flask import Flask, abort, jsonify, redirect, render_template, request, session, url_for
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .store import (Attempt, Embedding, Nonce, User, create_tables, open_engine, purge_nonces, recent_failures,
+                    token_digest, utcnow, vector_bytes, vectors_of)
+from .verify import OK, BurstResult, FrameLimits, Verifier, consistent, decode_frame, match_distance
+
+log = logging.getLogger("liveness_edge.login")
+USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+MESSAGES = {
+    "ok": "Done.",
+    "no_face": "No face was seen. Look at the camera in good light.",
+    "several_faces": "More than one face was seen. Only the person logging in may be in view.",
+    "not_live": "The face did not pass the liveness check (photos and screens are refused).",
+    "unclear": "The face was not clear enough (too small, too dark, blurred, cut by the edge, or moving too much).",
+    "not_same_person": "The face does not match this user.",
+    "too_many_attempts": "Too many attempts. Wait a while and try again.",
+    "expired": "The capture took too long or was already used. Try again.",
+    "bad_frames": "The upload was not a valid burst of camera frames.",
+    "unknown_user": "The face does not match this user.",  # same words as a wrong face: usernames stay private
+    "taken": "This username is already enrolled.",
+    "bad_username": "Usernames are 1-64 letters, digits, dots, dashes or underscores.",
+    "bad_password": "The face does not match this user.",
+    "inconsistent": "The face changed during the capture. Enrol alone, facing the camera.",
+}
+
+
+@dataclass(frozen=True)
+class LoginConfig:
+    """Everything the app needs besides the models. Rates: at most ``max_failures_*`` refused attempts per
+    ``window_s``; nonces live ``nonce_ttl_s`` seconds."""
+
+    db_url: str
+    secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
+    nonce_ttl_s: float = 30.0
+    window_s: float = 900.0
+    max_failures_user: int = 5
+    max_failures_client: int = 20
+    secure_cookies: bool = False
+    limits: FrameLimits = field(default_factory=FrameLimits)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, event and the record's ``fields``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": round(record.created, 3), "level": record.levelname, "event": record.getMessage()}
+        entry.update(getattr(record, "fields", {}))
+        return json.dumps(entry)
+
+
+def _client() -> str:
+    """The peer address. Behind a reverse proxy, configure ProxyFix so this is the real client, not the proxy."""
+    return (request.remote_addr or "unknown")[:64]
+
+
+def _csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def _check_csrf() -> None:
+    sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
+    if not hmac.compare_digest(sent.encode(), session.get("csrf", "").encode()) or not sent:
+        abort(400, "missing or wrong CSRF token")
+
+
+def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier]) -> Flask:
+    """The app on ``config.db_url`` (tables created if missing). ``verifier`` may be a factory, called once."""
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=config.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=config.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=1),
+        MAX_CONTENT_LENGTH=config.limits.max_upload_bytes,
+    )
+    limits = config.limits
+    engine = open_engine(config.db_url)
+    create_tables(engine)
+    state: dict[str, Verifier] = {}
+
+    def get_verifier() -> Verifier:
+        if "v" not in state:
+            state["v"] = verifier if isinstance(verifier, Verifier) else verifier()
+        return state["v"]
+
+    def record(s: Session, kind: str, username: str, reason: str, burst: BurstResult | None = None,
+               match: float | None = None) -> None:
+        decision = "accepted" if reason == OK else "refused"
+        s.add(Attempt(kind=kind, username=username, client=_client(), decision=decision, reason=reason,
+                      liveness=burst.p_real_min if burst else None, match=match, ms=burst.ms if burst else None))
+        s.commit()
+        log.info(f"{kind} {decision}", extra={"fields": {
+            "username": username, "client": _client(), "reason": reason, "match": match,
+            "liveness": burst.p_real_min if burst else None, "ms": round(burst.ms, 1) if burst else None}})
+
+    def limited(s: Session, username: str) -> bool:
+        since = utcnow() - timedelta(seconds=config.window_s)
+        return (recent_failures(s, since, username=username) >= config.max_failures_user
+                or recent_failures(s, since, client=_client()) >= config.max_failures_client)
+
+    def answer(reason: str, status: int = 200, **extra: object):
+        return jsonify(ok=reason == OK, reason=reason, message=MESSAGES[reason], **extra), status
+
+    def take_nonce(s: Session, purpose: str, username: str) -> bool:
+        """True once per valid nonce: it must exist, match purpose and user, not be used, not be expired."""
+        token = request.form.get("nonce", "")
+        row = s.get(Nonce, token_digest(token)) if token else None
+        if row is None or row.used or row.purpose != purpose or row.expires < utcnow():
+            return False
+        if not hmac.compare_digest(row.username.encode(), username.encode()):
+            return False
+        row.used = True
+        s.commit()
+        return True
+
+    def frames_of(max_frames: int) -> list | None:
+        uploads = request.files.getlist("frames")
+        if not limits.min_frames <= len(uploads) <= max_frames:
+            return None
+        frames = [decode_frame(u.stream.read(limits.max_frame_bytes + 1), limits) for u in uploads]
+        return None if any(f is None for f in frames) else frames
+
+    @app.before_request
+    def _csrf() -> None:
+        _csrf_token()
+        if request.method == "POST":
+            _check_csrf()
+
+    @app.after_request
+    def _headers(response):  # noqa: ANN001 - flask response
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:")
+        return response
+
+    @app.errorhandler(413)
+    def _too_large(_e):  # noqa: ANN001
+        return answer("bad_frames", 413)
+
+    @app.get("/")
+    def index():
+        return render_template("index.html", user=session.get("user"), csrf=_csrf_token())
+
+    @app.get("/enrol")
+    def enrol_page():
+        return render_template("capture.html", mode="enrol", frames=limits.enrol_frames, csrf=_csrf_token())
+
+    @app.get("/login")
+    def login_page():
+        return render_template("capture.html", mode="login", frames=limits.login_frames, csrf=_csrf_token())
+
+    @app.get("/welcome")
+    def welcome():
+        if "user" not in session:
+            return redirect(url_for("login_page"))
+        return render_template("welcome.html", user=session["user"], csrf=_csrf_token())
+
+    @app.post("/logout")
+    def logout():
+        session.pop("user", None)
+        return redirect(url_for("index"))
+
+    @app.get("/health")
+    def health():
+        try:
+            with engine.connect() as c:
+                c.execute(text("SELECT 1"))
+            db = "ok"
+        except Exception as e:  # noqa: BLE001 - health reports any database failure
+            db = f"error: {type(e).__name__}"
+        return jsonify(status="ok" if db == "ok" else "degraded", database=db,
+                       models_loaded="v" in state), (200 if db == "ok" else 503)
+
+    @app.post("/api/nonce")
+    def nonce():
+        purpose, username = request.form.get("purpose", ""), request.form.get("username", "")
+        if purpose not in ("login", "enrol"):
+            abort(400, "purpose must be login or enrol")
+        if not username or len(username) > 64 or not set(username) <= USERNAME_CHARS:
+            return answer("bad_username", 400)
+        token = secrets.token_urlsafe(32)
+        with Session(engine) as s:
+            if limited(s, username):
+                return answer("too_many_attempts", 429)
+            purge_nonces(s, utcnow())
+            s.add(Nonce(digest=token_digest(token), purpose=purpose, username=username,
+                        expires=utcnow() + timedelta(seconds=config.nonce_ttl_s)))
+            s.commit()
+        return jsonify(ok=True, nonce=token, expires_in=config.nonce_ttl_s)
+
+    @app.post("/api/enrol")
+    def enrol():
+        username = request.form.get("username", "")
+        v = get_verifier()
+        with Session(engine) as s:
+            if limited(s, username):
+                return answer("too_many_attempts", 429)
+            if not take_nonce(s, "enrol", username):
+                record(s, "enrol", username, "expired")
+                return answer("expired", 400)
+            if s.scalar(select(User.id).where(User.username == username)) is not None:
+                record(s, "enrol", username, "taken")
+                return answer("taken", 409)
+            frames = frames_of(limits.enrol_frames)
+            if frames is None:
+                record(s, "enrol", username, "bad_frames")
+                return answer("bad_frames", 400)
+            burst = v.check(frames, limits.embed_enrol)
+            reason = burst.reason
+            if burst.live and not consistent(burst.embeddings, v.threshold):
+                reason = "inconsistent"
+            if reason != OK:
+                record(s, "enrol", username, reason, burst)
+                return answer(reason, 422)
+            password = request.form.get("password") or None
+            user = User(username=username, password_hash=generate_password_hash(password) if password else None)
+            user.embeddings = [Embedding(vector=vector_bytes(e)) for e in burst.embeddings]
+            s.add(user)
+            record(s, "enrol", username, OK, burst)
+        return answer(OK)
+
+    @app.post("/api/login")
+    def login():
+        username = request.form.get("username", "")
+        v = get_verifier()
+        with Session(engine) as s:
+            if limited(s, username):
+                record(s, "login", username, "too_many_attempts")
+                return answer("too_many_attempts", 429)
+            if not take_nonce(s, "login", username):
+                record(s, "login", username, "expired")
+                return answer("expired", 400)
+            frames = frames_of(limits.login_frames)
+            if frames is None:
+                record(s, "login", username, "bad_frames")
+                return answer("bad_frames", 400)
+            burst = v.check(frames, limits.embed_login)
+            if not burst.live:
+                record(s, "login", username, burst.reason, burst)
+                return answer(burst.reason, 401)
+            user = s.scalar(select(User).where(User.username == username))
+            if user is None or not user.embeddings:
+                record(s, "login", username, "unknown_user", burst)
+                return answer("unknown_user", 401)
+            if user.password_hash and not check_password_hash(user.password_hash, request.form.get("password", "")):
+                record(s, "login", username, "bad_password", burst)
+                return answer("bad_password", 401)
+            d = match_distance(burst.embeddings, vectors_of(user))
+            reason = OK if d <= v.threshold else "not_same_person"
+            record(s, "login", username, reason, burst, match=d)
+            if reason != OK:
+                return answer(reason, 401)
+        session.clear()
+        session["user"] = username
+        _csrf_token()
+        return answer(OK, redirect=url_for("welcome"))
+
+    app.extensions["liveness_login"] = {"engine": engine, "config": config, "verifier": get_verifier,
+                                        "started": time.time()}
+    return app

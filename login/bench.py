@@ -1,0 +1,68 @@
+"""Login decision latency: a burst of 640x480 JPEG frames through decode, liveness, embeddings and the match.
+
+The frames are the shipped live sample (``artifacts/samples/real/image_T1.jpg``) letterboxed to 640x480,
+so the liveness check passes and the embeddings run, as in a successful login (the slowest path).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+
+import cv2
+import numpy as np
+
+from ..runtime.manifest import ARTIFACTS_DIR
+from .verify import FrameLimits, Verifier, decode_frame, match_distance
+
+LIVE_SAMPLE = ARTIFACTS_DIR / "samples" / "real" / "image_T1.jpg"
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    frames: int
+    repeats: int
+    embedded: int
+    median_ms: float
+    p90_ms: float
+    liveness_median_ms: float
+    decision: str
+
+
+def letterbox(image: np.ndarray, width: int = 640, height: int = 480) -> np.ndarray:
+    """``image`` scaled to fit ``width`` x ``height`` and centred on black, as a webcam frame would hold it."""
+    scale = min(width / image.shape[1], height / image.shape[0])
+    small = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    out = np.zeros((height, width, 3), np.uint8)
+    y, x = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
+    out[y : y + small.shape[0], x : x + small.shape[1]] = small
+    return out
+
+
+def jpeg_burst(path: str | Path, frames: int, width: int = 640, height: int = 480) -> list[bytes]:
+    """``frames`` JPEG encodings of one still image, as the browser would post them."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    ok, data = cv2.imencode(".jpg", letterbox(image, width, height), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return [data.tobytes()] * frames
+
+
+def measure_latency(frames: int = 10, repeats: int = 20, verifier: Verifier | None = None) -> LatencyResult:
+    """Median and 90th percentile of one full login decision, after one warm-up run."""
+    v = verifier or Verifier.load()
+    limits = FrameLimits()
+    burst = jpeg_burst(LIVE_SAMPLE, frames)
+    enrolled = v.check([decode_frame(b, limits) for b in burst], limits.embed_enrol).embeddings
+    totals, liveness, decision = [], [], "refused"
+    for _ in range(repeats + 1):
+        t0 = perf_counter()
+        images = [decode_frame(b, limits) for b in burst]
+        result = v.check(images, limits.embed_login)
+        if result.live:
+            decision = "accepted" if match_distance(result.embeddings, enrolled) <= v.threshold else "refused"
+        totals.append((perf_counter() - t0) * 1e3)
+        t1 = perf_counter()
+        v.check(images, 0)
+        liveness.append((perf_counter() - t1) * 1e3)
+    totals, liveness = totals[1:], liveness[1:]
+    return LatencyResult(frames, repeats, limits.embed_login, float(np.median(totals)),
+                         float(np.percentile(totals, 90)), float(np.median(liveness)), decision)
