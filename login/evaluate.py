@@ -4,7 +4,7 @@ Faces: the bona fide images of NUAA (``subject``) and Replay-Attack (``group`` =
 ``index.csv``. Genuine pairs are two images of one person from different sessions (NUAA) or different
 videos (Replay-Attack), so near-identical frames of one clip do not inflate the numbers; impostor pairs are
 two people of the same data set (harder than pairs across data sets, whose cameras differ). The threshold is
-the distance at FAR 0.1 % (a wrong person gets in once in a thousand tries), which is what a login needs.
+the login-like template distance at FAR 0.1 % (a wrong person gets in about once in a thousand tries).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ..runtime.detector import DetectorOptions, FaceDetector
 from ..runtime.errors import SourceError
 from ..runtime.manifest import sha256_of
 from .embedding import MODEL_CARD, FaceEmbedder, ModelCard, _models_dir
+from .verify import FrameLimits
 
 SOURCES = {"nuaa": ("subject", "session"), "replayattack": ("group", "video")}
 TARGET_FARS = (0.01, 0.001)
@@ -35,24 +36,33 @@ class LabelledFace:
 
 
 @dataclass(frozen=True)
-class VerificationResult:
-    """Pairs, error rates and the chosen threshold (distance: accept iff distance <= threshold)."""
+class Protocol:
+    """One way of comparing faces: counts, EER, TAR at FAR 1 % / 0.1 % (accept iff distance <= threshold)."""
 
-    faces: int
-    identities: int
-    no_face: int
-    genuine_pairs: int
-    impostor_pairs: int
+    genuine: int
+    impostor: int
     eer: float
     eer_threshold: float
     tar_at_far_1: float
     threshold_far_1: float
     tar_at_far_01: float
     threshold_far_01: float
-    chosen_threshold: float
-    far_at_chosen: float
-    frr_at_chosen: float
+    far_at_chosen: float = float("nan")
+    frr_at_chosen: float = float("nan")
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """Single image pairs, login-like templates (5 enrolled vs 2 probe images), per data set, and the
+    chosen threshold: the template distance at FAR 0.1 %, because that is the comparison a login makes."""
+
+    faces: int
+    identities: int
+    no_face: int
     ms_per_face: float
+    pairs: Protocol
+    templates: Protocol
+    chosen_threshold: float
     per_dataset: dict
 
 
@@ -85,6 +95,27 @@ def _pairs(faces: list[LabelledFace]) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([i[genuine], j[genuine]], 1), np.stack([i[impostor], j[impostor]], 1)
 
 
+def _template_distances(faces: list[LabelledFace], vectors: np.ndarray, enrol: int, probe: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distances as the login computes them: up to ``enrol`` images of one capture are a user's enrolment,
+    up to ``probe`` images of another capture a login burst (median over the probe of the closest enrolled).
+    Genuine: same person, other capture; impostor: another person of the same data set."""
+    from .verify import match_distance
+
+    captures: dict[tuple[str, str, str], list[int]] = {}
+    for i, f in enumerate(faces):
+        captures.setdefault((f.dataset, f.identity, f.capture), []).append(i)
+    keys = sorted(captures)
+    genuine, impostor = [], []
+    for a in keys:
+        enrolled = vectors[captures[a][:: max(1, len(captures[a]) // enrol)][:enrol]]
+        for b in keys:
+            if b == a or b[0] != a[0] or (b[1] == a[1] and b[2] == a[2]):
+                continue
+            d = match_distance(vectors[captures[b][-probe:]], enrolled)
+            (genuine if b[1] == a[1] else impostor).append(d)
+    return np.array(genuine), np.array(impostor)
+
+
 def _rates(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> tuple[float, float]:
     """(FAR, FRR) when a pair is accepted iff its distance <= threshold."""
     return float(np.mean(impostor <= threshold)), float(np.mean(genuine > threshold))
@@ -97,18 +128,19 @@ def _threshold_at_far(impostor: np.ndarray, far: float) -> float:
     return float(np.nextafter(d[k], -np.inf)) if k < d.size else float(d[-1])
 
 
-def error_rates(genuine: np.ndarray, impostor: np.ndarray) -> dict:
-    """EER (with the train metrics' convention: label 1 = genuine, score = -distance) and TAR at each FAR."""
+def protocol(genuine: np.ndarray, impostor: np.ndarray, chosen: float | None = None) -> Protocol:
+    """EER (the train metrics' convention: label 1 = genuine, score = -distance) and TAR at each FAR."""
     from ..train.metrics import eer
 
     y = np.r_[np.ones(genuine.size, int), np.zeros(impostor.size, int)]
     rate, t = eer(y, -np.r_[genuine, impostor])
-    out = {"eer": rate, "eer_threshold": -t}
+    at = {}
     for far, key in zip(TARGET_FARS, ("1", "01")):
         th = _threshold_at_far(impostor, far)
-        out[f"tar_at_far_{key}"] = 1.0 - _rates(genuine, impostor, th)[1]
-        out[f"threshold_far_{key}"] = th
-    return out
+        at[f"tar_at_far_{key}"] = 1.0 - _rates(genuine, impostor, th)[1]
+        at[f"threshold_far_{key}"] = th
+    far_c, frr_c = _rates(genuine, impostor, chosen) if chosen is not None else (float("nan"),) * 2
+    return Protocol(int(genuine.size), int(impostor.size), rate, -t, far_at_chosen=far_c, frr_at_chosen=frr_c, **at)
 
 
 def embed_all(faces: list[LabelledFace], embedder: FaceEmbedder, detector: FaceDetector,
@@ -141,36 +173,37 @@ def evaluate(data_root: str | Path, out_dir: str | Path, progress: bool = True) 
     embedder = FaceEmbedder(card, folder)
     detector = FaceDetector.from_file(options=DetectorOptions())
     kept, vectors, ms, missing = embed_all(faces, embedder, detector, progress)
+    limits = FrameLimits()
+    gen_t, imp_t = _template_distances(kept, vectors, limits.embed_enrol, limits.embed_login)
+    chosen = _threshold_at_far(imp_t, 0.001)
     gen_idx, imp_idx = _pairs(kept)
     dist = lambda p: np.linalg.norm(vectors[p[:, 0]] - vectors[p[:, 1]], axis=1)  # noqa: E731
     genuine, impostor = dist(gen_idx), dist(imp_idx)
-    rates = error_rates(genuine, impostor)
-    chosen = rates["threshold_far_01"]
-    far, frr = _rates(genuine, impostor, chosen)
     per_dataset = {}
     for name in SOURCES:
         g = np.array([kept[i].dataset == name for i in gen_idx[:, 0]], bool)
         m = np.array([kept[i].dataset == name for i in imp_idx[:, 0]], bool)
         if g.any() and m.any():
-            far_d, frr_d = _rates(genuine[g], impostor[m], chosen)
-            per_dataset[name] = {"genuine_pairs": int(g.sum()), "impostor_pairs": int(m.sum()),
-                                 "eer": error_rates(genuine[g], impostor[m])["eer"],
-                                 "far_at_chosen": far_d, "frr_at_chosen": frr_d}
+            sub = [f for f in kept if f.dataset == name]
+            sub_v = vectors[[i for i, f in enumerate(kept) if f.dataset == name]]
+            per_dataset[name] = {"pairs": asdict(protocol(genuine[g], impostor[m], chosen)),
+                                 "templates": asdict(protocol(*_template_distances(
+                                     sub, sub_v, limits.embed_enrol, limits.embed_login), chosen))}
     result = VerificationResult(
-        faces=len(kept), identities=len({f.identity for f in kept}), no_face=missing,
-        genuine_pairs=int(genuine.size), impostor_pairs=int(impostor.size), **rates,
-        chosen_threshold=chosen, far_at_chosen=far, frr_at_chosen=frr, ms_per_face=ms, per_dataset=per_dataset,
+        faces=len(kept), identities=len({f.identity for f in kept}), no_face=missing, ms_per_face=ms,
+        pairs=protocol(genuine, impostor, chosen), templates=protocol(gen_t, imp_t, chosen),
+        chosen_threshold=chosen, per_dataset=per_dataset,
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "verification.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     (out / "verification.md").write_text(markdown(result))
-    _plot(genuine, impostor, result, out / "verification.png")
+    _plot(genuine, impostor, gen_t, imp_t, result, out / "verification.png")
     return result
 
 
 def card_with(result: VerificationResult, card: ModelCard) -> ModelCard:
-    """The model card carrying this evaluation's threshold, sha256 of the files measured and the numbers."""
+    """The model card carrying this evaluation's threshold, the sha256 of the files measured and the numbers."""
     folder = _models_dir()
     summary = {k: v for k, v in asdict(result).items() if k != "per_dataset"}
     return replace(card, recognition_sha256=sha256_of(folder / card.recognition_file),
@@ -179,47 +212,50 @@ def card_with(result: VerificationResult, card: ModelCard) -> ModelCard:
 
 
 def markdown(r: VerificationResult) -> str:
-    rows = [
-        ("faces (identities)", f"{r.faces} ({r.identities}); {r.no_face} images without a detected face left out"),
-        ("genuine / impostor pairs", f"{r.genuine_pairs} / {r.impostor_pairs}"),
-        ("EER", f"{r.eer:.2%} at distance {r.eer_threshold:.3f}"),
-        ("TAR @ FAR 1 %", f"{r.tar_at_far_1:.2%} (distance <= {r.threshold_far_1:.3f})"),
-        ("TAR @ FAR 0.1 %", f"{r.tar_at_far_01:.2%} (distance <= {r.threshold_far_01:.3f})"),
-        ("chosen threshold", f"{r.chosen_threshold:.3f}: FAR {r.far_at_chosen:.3%}, FRR {r.frr_at_chosen:.2%}"),
-        ("ms per face", f"{r.ms_per_face:.1f} (landmarks + embedding, 1 thread)"),
-    ]
-    lines = ["| | |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
-    lines += ["", "| data set | genuine | impostor | EER | FAR / FRR at the chosen threshold |", "|---|---|---|---|---|"]
+    lines = [f"{r.faces} faces of {r.identities} people ({r.no_face} images without a detected face left out); "
+             f"{r.ms_per_face:.1f} ms per face (landmarks + embedding, 1 thread); "
+             f"chosen threshold {r.chosen_threshold:.3f} (template distance at FAR 0.1 %).", "",
+             "| protocol | genuine | impostor | EER | TAR @ FAR 1 % | TAR @ FAR 0.1 % | FAR / FRR at the chosen threshold |",
+             "|---|---|---|---|---|---|---|"]
+    rows = [("all, image pairs", r.pairs), ("all, templates (5 enrolled, 2 probe)", r.templates)]
     for name, d in r.per_dataset.items():
-        lines.append(f"| {name} | {d['genuine_pairs']} | {d['impostor_pairs']} | {d['eer']:.2%} | "
-                     f"{d['far_at_chosen']:.3%} / {d['frr_at_chosen']:.2%} |")
+        rows += [(f"{name}, image pairs", Protocol(**d["pairs"])), (f"{name}, templates", Protocol(**d["templates"]))]
+    for name, p in rows:
+        lines.append(f"| {name} | {p.genuine} | {p.impostor} | {p.eer:.2%} | {p.tar_at_far_1:.2%} "
+                     f"(d <= {p.threshold_far_1:.3f}) | {p.tar_at_far_01:.2%} (d <= {p.threshold_far_01:.3f}) | "
+                     f"{p.far_at_chosen:.3%} / {p.frr_at_chosen:.2%} |")
     return "\n".join(lines) + "\n"
 
 
-def _plot(genuine: np.ndarray, impostor: np.ndarray, r: VerificationResult, path: Path) -> None:
-    """Distance histograms of genuine and impostor pairs with the chosen threshold, and the ROC."""
+def _plot(genuine: np.ndarray, impostor: np.ndarray, gen_t: np.ndarray, imp_t: np.ndarray,
+          r: VerificationResult, path: Path) -> None:
+    """Distance histograms of genuine and impostor pairs with the chosen threshold, and both ROCs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (hist, roc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (hist, roc) = plt.subplots(1, 2, figsize=(11, 4.2))
     bins = np.linspace(0.0, max(1.2, float(impostor.max())), 80)
-    hist.hist(impostor, bins, density=True, alpha=0.6, label=f"impostor ({impostor.size})")
-    hist.hist(genuine, bins, density=True, alpha=0.6, label=f"genuine ({genuine.size})")
+    hist.hist(impostor, bins, density=True, alpha=0.5, label=f"impostor pairs ({impostor.size})")
+    hist.hist(genuine, bins, density=True, alpha=0.5, label=f"genuine pairs ({genuine.size})")
+    hist.hist(imp_t, bins, density=True, histtype="step", lw=1.5, label=f"impostor templates ({imp_t.size})")
+    hist.hist(gen_t, bins, density=True, histtype="step", lw=1.5, label=f"genuine templates ({gen_t.size})")
     hist.axvline(r.chosen_threshold, color="k", ls="--", label=f"threshold {r.chosen_threshold:.3f}")
     hist.set_xlabel("embedding distance")
-    hist.set_title("pair distances")
-    hist.legend(fontsize="small")
-    t = np.sort(np.r_[genuine, impostor])
-    far = np.searchsorted(np.sort(impostor), t, side="right") / impostor.size
-    tar = np.searchsorted(np.sort(genuine), t, side="right") / genuine.size
-    roc.semilogx(np.clip(far, 1e-5, 1), tar)
-    roc.axvline(0.001, color="grey", ls=":")
-    roc.axvline(0.01, color="grey", ls=":")
+    hist.set_title("distances")
+    hist.legend(fontsize="x-small")
+    for name, g, m, p in (("image pairs", genuine, impostor, r.pairs), ("templates", gen_t, imp_t, r.templates)):
+        t = np.sort(np.r_[g, m])
+        far = np.searchsorted(np.sort(m), t, side="right") / m.size
+        tar = np.searchsorted(np.sort(g), t, side="right") / g.size
+        roc.semilogx(np.clip(far, 1e-5, 1), tar, label=f"{name}, EER {p.eer:.2%}")
+    for x in TARGET_FARS:
+        roc.axvline(x, color="grey", ls=":")
     roc.set_xlabel("FAR (impostor accepted)")
     roc.set_ylabel("TAR (genuine accepted)")
-    roc.set_title(f"ROC, EER {r.eer:.2%}")
+    roc.set_title("ROC")
+    roc.legend(fontsize="small")
     roc.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -65,7 +65,8 @@ def decode_frame(data: bytes, limits: FrameLimits) -> np.ndarray | None:
 
 def _spread(n: int, k: int) -> list[int]:
     """``k`` frame indices spread over ``n`` frames, the last one included (the face is settled by then)."""
-    return sorted({int(round(x)) for x in np.linspace(n - 1, 0, num=min(k, n), endpoint=False)})
+    k = min(k, n)
+    return sorted(n - 1 - (j * n) // k for j in range(k))
 
 
 class Verifier:
