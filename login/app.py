@@ -69,6 +69,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class Refused(Exception):
+    """Ends a try with a reason code for the page; the burst and match distance, if any, go to the database."""
+
+    def __init__(self, reason: str, status: int, burst: BurstResult | None = None, match: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.status, self.burst, self.match = reason, status, burst, match
+
+
 def _client() -> str:
     """The peer address. Behind a reverse proxy, configure ProxyFix so this is the real client, not the proxy."""
     return (request.remote_addr or "unknown")[:64]
@@ -214,70 +222,71 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
             s.commit()
         return jsonify(ok=True, nonce=token, expires_in=config.nonce_ttl_s)
 
+    def gate(s: Session, kind: str, username: str) -> None:
+        """Rate limits first (no model runs for a blocked client), then the single-use nonce."""
+        if limited(s, username):
+            raise Refused("too_many_attempts", 429)
+        if not take_nonce(s, kind, username):
+            raise Refused("expired", 400)
+
+    def live_burst(kind: str, max_frames: int, embed: int) -> BurstResult:
+        frames = frames_of(max_frames)
+        if frames is None:
+            raise Refused("bad_frames", 400)
+        burst = get_verifier().check(frames, embed)
+        if not burst.live:
+            raise Refused(burst.reason, 401 if kind == "login" else 422, burst)
+        return burst
+
+    def attempt(kind: str, decide: Callable[[Session, str], tuple[BurstResult, float | None]]):
+        """Run one try; every outcome, accepted or refused, is recorded. None means accepted."""
+        username = request.form.get("username", "")
+        with Session(engine) as s:
+            try:
+                burst, match = decide(s, username)
+            except Refused as r:
+                record(s, kind, username, r.reason, r.burst, r.match)
+                return answer(r.reason, r.status)
+            record(s, kind, username, OK, burst, match)
+        return None
+
     @app.post("/api/enrol")
     def enrol():
-        username = request.form.get("username", "")
-        v = get_verifier()
-        with Session(engine) as s:
-            if limited(s, username):
-                return answer("too_many_attempts", 429)
-            if not take_nonce(s, "enrol", username):
-                record(s, "enrol", username, "expired")
-                return answer("expired", 400)
+        def decide(s: Session, username: str) -> tuple[BurstResult, None]:
+            gate(s, "enrol", username)
             if s.scalar(select(User.id).where(User.username == username)) is not None:
-                record(s, "enrol", username, "taken")
-                return answer("taken", 409)
-            frames = frames_of(limits.enrol_frames)
-            if frames is None:
-                record(s, "enrol", username, "bad_frames")
-                return answer("bad_frames", 400)
-            burst = v.check(frames, limits.embed_enrol)
-            reason = burst.reason
-            if burst.live and not consistent(burst.embeddings, v.threshold):
-                reason = "inconsistent"
-            if reason != OK:
-                record(s, "enrol", username, reason, burst)
-                return answer(reason, 422)
+                raise Refused("taken", 409)
+            burst = live_burst("enrol", limits.enrol_frames, limits.embed_enrol)
+            if not consistent(burst.embeddings, get_verifier().threshold):
+                raise Refused("inconsistent", 422, burst)
             password = request.form.get("password") or None
             user = User(username=username, password_hash=generate_password_hash(password) if password else None)
             user.embeddings = [Embedding(vector=vector_bytes(e)) for e in burst.embeddings]
             s.add(user)
-            record(s, "enrol", username, OK, burst)
-        return answer(OK)
+            return burst, None
+
+        return attempt("enrol", decide) or answer(OK)
 
     @app.post("/api/login")
     def login():
-        username = request.form.get("username", "")
-        v = get_verifier()
-        with Session(engine) as s:
-            if limited(s, username):
-                record(s, "login", username, "too_many_attempts")
-                return answer("too_many_attempts", 429)
-            if not take_nonce(s, "login", username):
-                record(s, "login", username, "expired")
-                return answer("expired", 400)
-            frames = frames_of(limits.login_frames)
-            if frames is None:
-                record(s, "login", username, "bad_frames")
-                return answer("bad_frames", 400)
-            burst = v.check(frames, limits.embed_login)
-            if not burst.live:
-                record(s, "login", username, burst.reason, burst)
-                return answer(burst.reason, 401)
+        def decide(s: Session, username: str) -> tuple[BurstResult, float]:
+            gate(s, "login", username)
+            burst = live_burst("login", limits.login_frames, limits.embed_login)
             user = s.scalar(select(User).where(User.username == username))
             if user is None or not user.embeddings:
-                record(s, "login", username, "unknown_user", burst)
-                return answer("unknown_user", 401)
+                raise Refused("unknown_user", 401, burst)
             if user.password_hash and not check_password_hash(user.password_hash, request.form.get("password", "")):
-                record(s, "login", username, "bad_password", burst)
-                return answer("bad_password", 401)
+                raise Refused("bad_password", 401, burst)
             d = match_distance(burst.embeddings, vectors_of(user))
-            reason = OK if d <= v.threshold else "not_same_person"
-            record(s, "login", username, reason, burst, match=d)
-            if reason != OK:
-                return answer(reason, 401)
+            if d > get_verifier().threshold:
+                raise Refused("not_same_person", 401, burst, d)
+            return burst, d
+
+        refused = attempt("login", decide)
+        if refused:
+            return refused
         session.clear()
-        session["user"] = username
+        session["user"] = request.form.get("username", "")
         _csrf_token()
         return answer(OK, redirect=url_for("welcome"))
 

@@ -114,7 +114,8 @@ class Verifier:
             if face.decision == "spoof":
                 return NOT_LIVE, boxes, min(scores)
             if face.decision != "real" and i >= warmup - 1:
-                return (NOT_LIVE if face.reason and "band" in face.reason else UNCLEAR), boxes, min(scores)
+                low_score = face.p_real < self.pipeline.threshold
+                return (NOT_LIVE if low_score else UNCLEAR), boxes, min(scores)
             boxes.append(face.box)
         return OK, boxes, min(scores)
 
