@@ -1,9 +1,10 @@
 """The Flask app: enrol and login pages, the JSON endpoints their script posts to, and /health.
 
 Security choices, in one place: a CSRF token per session checked on every POST; session cookies
-HttpOnly + SameSite=Strict (+ Secure when served over TLS); nonces and the CSRF token compared in constant
-time; uploads capped by Flask's MAX_CONTENT_LENGTH and per frame by ``FrameLimits``; failed attempts
-counted in the database per username and per client address. Only reason codes reach the browser.
+HttpOnly + SameSite=Strict (+ Secure when served over TLS); the CSRF token compared in constant time, nonces
+looked up by their sha256 digest and spent atomically; uploads capped by Flask's MAX_CONTENT_LENGTH and per
+frame by ``FrameLimits``; failed attempts counted in the database per username and per client address.
+Only reason codes reach the browser.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from datetime import timedelta
 from typing import Callable
 
 from flask import Flask, abort, jsonify, redirect, render_template, request, session, url_for
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -77,6 +78,10 @@ class Refused(Exception):
         self.reason, self.status, self.burst, self.match = reason, status, burst, match
 
 
+def valid_username(name: str) -> bool:
+    return 0 < len(name) <= 64 and set(name) <= USERNAME_CHARS
+
+
 def _client() -> str:
     """The peer address. Behind a reverse proxy, configure ProxyFix so this is the real client, not the proxy."""
     return (request.remote_addr or "unknown")[:64]
@@ -90,7 +95,7 @@ def _csrf_token() -> str:
 
 def _check_csrf() -> None:
     sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
-    if not hmac.compare_digest(sent.encode(), session.get("csrf", "").encode()) or not sent:
+    if not sent or not hmac.compare_digest(sent.encode(), session.get("csrf", "").encode()):
         abort(400, "missing or wrong CSRF token")
 
 
@@ -134,16 +139,20 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
         return jsonify(ok=reason == OK, reason=reason, message=MESSAGES[reason], **extra), status
 
     def take_nonce(s: Session, purpose: str, username: str) -> bool:
-        """True once per valid nonce: it must exist, match purpose and user, not be used, not be expired."""
+        """True once per valid nonce: it must exist for this purpose and user, unused and unexpired. One atomic
+        UPDATE, so two workers racing with the same nonce cannot both win. Only its sha256 is stored and looked
+        up, so the lookup's timing says nothing about the token."""
         token = request.form.get("nonce", "")
-        row = s.get(Nonce, token_digest(token)) if token else None
-        if row is None or row.used or row.purpose != purpose or row.expires < utcnow():
+        if not token or len(token) > 128:
             return False
-        if not hmac.compare_digest(row.username.encode(), username.encode()):
-            return False
-        row.used = True
+        done = s.execute(
+            update(Nonce)
+            .where(Nonce.digest == token_digest(token), Nonce.used.is_(False), Nonce.purpose == purpose,
+                   Nonce.username == username, Nonce.expires >= utcnow())
+            .values(used=True)
+        )
         s.commit()
-        return True
+        return done.rowcount == 1
 
     def frames_of(max_frames: int) -> list | None:
         uploads = request.files.getlist("frames")
@@ -210,7 +219,7 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
         purpose, username = request.form.get("purpose", ""), request.form.get("username", "")
         if purpose not in ("login", "enrol"):
             abort(400, "purpose must be login or enrol")
-        if not username or len(username) > 64 or not set(username) <= USERNAME_CHARS:
+        if not valid_username(username):
             return answer("bad_username", 400)
         token = secrets.token_urlsafe(32)
         with Session(engine) as s:
@@ -241,6 +250,8 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
     def attempt(kind: str, decide: Callable[[Session, str], tuple[BurstResult, float | None]]):
         """Run one try; every outcome, accepted or refused, is recorded. None means accepted."""
         username = request.form.get("username", "")
+        if not valid_username(username):
+            return answer("bad_username", 400)
         with Session(engine) as s:
             try:
                 burst, match = decide(s, username)

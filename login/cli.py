@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import secrets
 import sys
 import tempfile
 from pathlib import Path
@@ -19,6 +21,7 @@ from pathlib import Path
 from ..runtime.errors import LivenessEdgeError, UsageError, run_cli
 
 PROG = "liveness-login"
+SECRET_ENV = "LIVENESS_LOGIN_SECRET_KEY"  # the same value on every server behind one load balancer
 
 
 class DatabaseError(LivenessEdgeError):
@@ -113,7 +116,8 @@ def serve(args: argparse.Namespace) -> int:
         engine.dispose()
         from .store import database_url
 
-        config = LoginConfig(db_url=database_url(args.db, args.db_url), nonce_ttl_s=args.nonce_ttl,
+        secret = os.environ.get(SECRET_ENV) or secrets.token_hex(32)
+        config = LoginConfig(db_url=database_url(args.db, args.db_url), secret_key=secret, nonce_ttl_s=args.nonce_ttl,
                              window_s=args.window, max_failures_user=args.max_failures_user,
                              max_failures_client=args.max_failures_client, secure_cookies=args.secure_cookies)
         _configure_logging()

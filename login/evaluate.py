@@ -4,7 +4,9 @@ Faces: the bona fide images of NUAA (``subject``) and Replay-Attack (``group`` =
 ``index.csv``. Genuine pairs are two images of one person from different sessions (NUAA) or different
 videos (Replay-Attack), so near-identical frames of one clip do not inflate the numbers; impostor pairs are
 two people of the same data set (harder than pairs across data sets, whose cameras differ). The threshold is
-the login-like template distance at FAR 0.1 % (a wrong person gets in about once in a thousand tries).
+the login-like template distance at FAR 0.1 % in the data set where that is strictest: dlib's model separates
+the (East Asian) NUAA subjects less well than the Replay-Attack clients, and one pooled threshold would let
+NUAA impostors in far more often than the pooled FAR says.
 """
 from __future__ import annotations
 
@@ -54,7 +56,8 @@ class Protocol:
 @dataclass(frozen=True)
 class VerificationResult:
     """Single image pairs, login-like templates (5 enrolled vs 2 probe images), per data set, and the
-    chosen threshold: the template distance at FAR 0.1 %, because that is the comparison a login makes."""
+    chosen threshold: the template distance at FAR 0.1 % (the comparison a login makes) of the data set that
+    needs the strictest one, so that no population covered here gets a looser threshold than that."""
 
     faces: int
     identities: int
@@ -173,29 +176,34 @@ def evaluate(data_root: str | Path, out_dir: str | Path, progress: bool = True) 
     embedder = FaceEmbedder(card, folder)
     detector = FaceDetector.from_file(options=DetectorOptions())
     kept, vectors, ms, missing = embed_all(faces, embedder, detector, progress)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "embeddings.npz", vectors=vectors, dataset=np.array([f.dataset for f in kept]),
+                        identity=np.array([f.identity for f in kept]), capture=np.array([f.capture for f in kept]))
     limits = FrameLimits()
     gen_t, imp_t = _template_distances(kept, vectors, limits.embed_enrol, limits.embed_login)
-    chosen = _threshold_at_far(imp_t, 0.001)
+    per_set = {}
+    for name in SOURCES:
+        rows = [i for i, f in enumerate(kept) if f.dataset == name]
+        if rows:
+            per_set[name] = _template_distances([kept[i] for i in rows], vectors[rows], limits.embed_enrol,
+                                                limits.embed_login)
+    chosen = min(_threshold_at_far(m, 0.001) for g, m in per_set.values() if g.size and m.size)
     gen_idx, imp_idx = _pairs(kept)
     dist = lambda p: np.linalg.norm(vectors[p[:, 0]] - vectors[p[:, 1]], axis=1)  # noqa: E731
     genuine, impostor = dist(gen_idx), dist(imp_idx)
     per_dataset = {}
-    for name in SOURCES:
+    for name, (g_t, m_t) in per_set.items():
         g = np.array([kept[i].dataset == name for i in gen_idx[:, 0]], bool)
         m = np.array([kept[i].dataset == name for i in imp_idx[:, 0]], bool)
-        if g.any() and m.any():
-            sub = [f for f in kept if f.dataset == name]
-            sub_v = vectors[[i for i, f in enumerate(kept) if f.dataset == name]]
+        if g.any() and m.any() and g_t.size and m_t.size:
             per_dataset[name] = {"pairs": asdict(protocol(genuine[g], impostor[m], chosen)),
-                                 "templates": asdict(protocol(*_template_distances(
-                                     sub, sub_v, limits.embed_enrol, limits.embed_login), chosen))}
+                                 "templates": asdict(protocol(g_t, m_t, chosen))}
     result = VerificationResult(
         faces=len(kept), identities=len({f.identity for f in kept}), no_face=missing, ms_per_face=ms,
         pairs=protocol(genuine, impostor, chosen), templates=protocol(gen_t, imp_t, chosen),
         chosen_threshold=chosen, per_dataset=per_dataset,
     )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "verification.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     (out / "verification.md").write_text(markdown(result))
     _plot(genuine, impostor, gen_t, imp_t, result, out / "verification.png")
@@ -214,7 +222,7 @@ def card_with(result: VerificationResult, card: ModelCard) -> ModelCard:
 def markdown(r: VerificationResult) -> str:
     lines = [f"{r.faces} faces of {r.identities} people ({r.no_face} images without a detected face left out); "
              f"{r.ms_per_face:.1f} ms per face (landmarks + embedding, 1 thread); "
-             f"chosen threshold {r.chosen_threshold:.3f} (template distance at FAR 0.1 %).", "",
+             f"chosen threshold {r.chosen_threshold:.3f} (template distance at FAR 0.1 % in the strictest data set).", "",
              "| protocol | genuine | impostor | EER | TAR @ FAR 1 % | TAR @ FAR 0.1 % | FAR / FRR at the chosen threshold |",
              "|---|---|---|---|---|---|---|"]
     rows = [("all, image pairs", r.pairs), ("all, templates (5 enrolled, 2 probe)", r.templates)]
