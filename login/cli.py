@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..runtime.errors import LivenessEdgeError, UsageError, run_cli
+from ..runtime.errors import BackendUnavailable, LivenessEdgeError, UsageError, run_cli
 
 PROG = "liveness-login"
 SECRET_ENV = "LIVENESS_LOGIN_SECRET_KEY"  # the same value on every server behind one load balancer
@@ -28,12 +28,6 @@ class DatabaseError(LivenessEdgeError):
     """The database cannot be opened, created or queried (wrong URL, server down, no permission)."""
 
     exit_code = 10
-
-
-class ExtraMissing(LivenessEdgeError):
-    """A library of the [login] extra is not installed (the same code as a missing inference library)."""
-
-    exit_code = 6
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,13 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from sqlalchemy.exc import SQLAlchemyError
         except ModuleNotFoundError as e:
-            raise ExtraMissing(f"{e.name} is not installed: pip install -e '.[login]'") from e
+            raise BackendUnavailable(f"{e.name} is not installed: pip install -e '.[login]'") from e
         try:
             return commands[args.command](args)
         except SQLAlchemyError as e:
             raise DatabaseError(f"database error: {str(getattr(e, 'orig', None) or e).splitlines()[0]}") from e
         except ModuleNotFoundError as e:
-            raise ExtraMissing(f"{e.name} is not installed: pip install -e '.[login]'") from e
+            raise BackendUnavailable(f"{e.name} is not installed: pip install -e '.[login]'") from e
 
     return run_cli(PROG, body)
 

@@ -113,3 +113,17 @@ def test_model_card_sha_mismatch_is_refused(tmp_path: Path) -> None:
     card = replace(ModelCard.load(), recognition_sha256="0" * 64)
     with pytest.raises(ModelError, match="sha256 does not match"):
         FaceEmbedder(card)
+
+
+def test_defaults_bind_locally_and_logs_are_json() -> None:
+    import logging
+
+    from liveness_edge.login.app import JsonFormatter
+    from liveness_edge.login.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--demo"])
+    assert (args.host, args.port) == ("127.0.0.1", 8000)
+    record = logging.LogRecord("liveness_edge.login", logging.INFO, __file__, 1, "login refused", None, None)
+    record.fields = {"username": "alice", "reason": "not_live", "match": None}
+    entry = json.loads(JsonFormatter().format(record))
+    assert (entry["event"], entry["reason"], entry["level"]) == ("login refused", "not_live", "INFO")
