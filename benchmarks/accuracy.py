@@ -1,8 +1,8 @@
 """Whole-pipeline accuracy (detector, crop, liveness, decision) on a labelled folder of images.
 
 ``DATA`` holds ``real/`` and ``spoof/`` folders at any depth; a folder right under ``spoof/`` names the attack
-type (``spoof/print/``, ``spoof/replay/``). Every image is independent (``pipe.reset()`` before each, still-image
-options), and its largest face is judged. Fail closed: an image with no face is rejected whatever its class, so
+type (``spoof/print/``, ``spoof/replay/``). Every image is independent (``RunningMode.IMAGE``), and its largest
+face is judged. Fail closed: an image with no face is rejected whatever its class, so
 a spoof without a face counts as caught and a real one without a face counts against BPCER (both reported).
 Metrics come from the training metrics module; nothing is computed here twice.
 """
@@ -168,15 +168,16 @@ def evaluate(
 ) -> AccuracyResult:
     """Run one model/backend/precision over every image; a configuration that cannot load is a failed row."""
     from ..runtime.pipeline import LivenessPipeline, PipelineOptions
+    from ..runtime.types import RunningMode
 
     result = AccuracyResult(model, backend, precision, "ok")
     try:
         pipe_options = PipelineOptions(
-            model=model, backend=backend, precision=precision, threads=options.threads, detector=options.detector,
-            max_faces=1,
-        ).for_still_images()
+            running_mode=RunningMode.IMAGE, model=model, backend=backend, precision=precision,
+            threads=options.threads, detector=options.detector, max_faces=1,
+        )
         pipe = LivenessPipeline.from_manifest(options.manifest, pipe_options)
-    except LivenessEdgeError as e:
+    except (LivenessEdgeError, ValueError) as e:
         return replace(result, status="failed", error=str(e))
     result.threshold = pipe.threshold
     for image in progress(images, result.name, "img", show_progress):
@@ -184,7 +185,6 @@ def evaluate(
         if frame is None:
             print(f"bench accuracy: skipped unreadable image {image.path}", file=sys.stderr)
             continue
-        pipe.reset()
         faces = pipe.process(frame, source=str(image.path)).faces
         face = faces[0] if faces else None
         result.outcomes.append(

@@ -228,25 +228,26 @@ Step = Callable[[np.ndarray, int, float], tuple[int, StageTimes]]  # frame, inde
 
 
 def _load_pipeline(config: BenchConfig) -> tuple[Step, int, int]:
+    from ..runtime.manifest import resolve
     from ..runtime.pipeline import LivenessPipeline, PipelineOptions
+    from ..runtime.types import RunningMode
 
-    manifest = Manifest.load(config.manifest)
     options = PipelineOptions(
+        running_mode=RunningMode.VIDEO,
         model=config.model,
         backend=config.backend,
         precision=config.precision,
         threads=config.threads,
         detector=config.detector,
     )
-    pipe = LivenessPipeline.from_manifest(config.manifest, options)
-    model = manifest.model(config.model, config.backend, config.precision)
-    detector = manifest.detector(config.detector, config.backend)
+    files = resolve(Manifest.load(config.manifest), options)  # the very files the pipeline loads
+    pipe = LivenessPipeline.from_resolved(files, options)
 
     def step(frame: np.ndarray, index: int, read_ms: float) -> tuple[int, StageTimes]:
         result = pipe.process(frame, source=config.source, frame_index=index, capture_ms=read_ms)
         return len(result.faces), result.times
 
-    return step, model.bytes, detector.bytes
+    return step, files.model.bytes, files.detector.bytes
 
 
 def _load_detector(config: BenchConfig) -> tuple[Step, int, int]:
@@ -255,7 +256,8 @@ def _load_detector(config: BenchConfig) -> tuple[Step, int, int]:
 
     manifest = Manifest.load(config.manifest)
     entry = manifest.detector(config.detector, config.backend)
-    detector = FaceDetector(open_model(manifest.verified_path(entry), config.threads), DetectorOptions(config.detector))
+    path, content = manifest.verified_bytes(entry)
+    detector = FaceDetector(open_model(path, config.threads, content), DetectorOptions(config.detector))
 
     def step(frame: np.ndarray, index: int, read_ms: float) -> tuple[int, StageTimes]:
         t0 = time.perf_counter()

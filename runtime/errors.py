@@ -1,8 +1,11 @@
 """Errors that the CLIs turn into one line and a documented exit code."""
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from typing import Callable
+import threading
+from typing import Callable, Iterator
 
 
 class LivenessEdgeError(Exception):
@@ -59,16 +62,57 @@ class OutputError(LivenessEdgeError):
     exit_code = 9
 
 
+class VerificationFailed(LivenessEdgeError):
+    """An exported model does not agree with its Keras original (``export-models --verify``)."""
+
+    exit_code = 10
+
+
+class NothingGathered(LivenessEdgeError):
+    """``liveness-gather`` found no usable face in its inputs: there is no dataset to write."""
+
+    exit_code = 11
+
+
+class UnsafeSplit(LivenessEdgeError):
+    """A train/validation/test split that shares groups (the same person or video on both sides)."""
+
+    exit_code = 12
+
+
 INTERRUPTED_EXIT_CODE = 130  # Ctrl-C, as shells report SIGINT
+_DEFERRED_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def run_cli(prog: str, body: Callable[[], int], interrupted: str = "interrupted") -> int:
-    """Run a CLI's work: a project error or Ctrl-C becomes one line on stderr and its exit code, no traceback."""
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while native libraries load: an interrupt inside an import or a model load can
+    surface as a misleading error ("not installed") or a traceback. They are delivered as soon as this ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def run_cli(prog: str, body: Callable[[], int], interrupted: str = "interrupted", debug: bool = False) -> int:
+    """The one error contract of every CLI: a project error becomes one line ``prog: error: ...`` and its exit
+    code, Ctrl-C/SIGTERM 130, anything else one line and exit 1. ``debug`` re-raises (with its cause chain)."""
     try:
         return body()
-    except LivenessEdgeError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return e.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: {interrupted}", file=sys.stderr)
         return INTERRUPTED_EXIT_CODE
+    except LivenessEdgeError as e:
+        if debug:
+            raise
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if debug:
+            raise
+        print(f"{prog}: error: unexpected {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)
+        return 1

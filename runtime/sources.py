@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .errors import SourceError, SourceLost
+from .types import RunningMode
 
 log = logging.getLogger("liveness_edge")
 
@@ -62,6 +63,13 @@ class SourceSpec:
     retries: int = 5
     retry_delay: float = 1.0
     stall_timeout: float = 5.0
+
+    @property
+    def running_mode(self) -> RunningMode:
+        """How the pipeline relates this source's frames: independent images, one clip, or a live stream."""
+        if self.kind == "images":
+            return RunningMode.IMAGE
+        return RunningMode.VIDEO if self.kind == "video" else RunningMode.LIVE_STREAM
 
 
 def open_camera(index: int) -> cv2.VideoCapture:
