@@ -133,6 +133,7 @@ class LivenessPipeline:
         self._deciders: dict[int, TrackDecider] = {}
         self._count = 0
         self._last_frame: int | None = None
+        self._last_detection: int | None = None
 
     @property
     def threshold(self) -> float:
@@ -176,14 +177,17 @@ class LivenessPipeline:
         self._last_frame = index
         return index
 
-    def _tracks(self, frame_bgr: np.ndarray) -> list[Track]:
+    def _tracks(self, frame_bgr: np.ndarray, index: int) -> list[Track]:
         """Faces to judge now, with track ids: fresh ones in image mode, continued or cut ones otherwise."""
         if self.options.running_mode == RunningMode.IMAGE:
             return [Track(i + 1, f.box, f.score) for i, f in enumerate(self.detector.detect(frame_bgr))]
         if self._count % self.options.detect_every:
             return self.tracker.visible()
         faces = self.detector.detect(frame_bgr)
-        tracks, ended = self.tracker.update(faces, [appearance_signature(frame_bgr, f.box) for f in faces])
+        apart = 1 if self._last_detection is None else index - self._last_detection
+        self._last_detection = index
+        signatures = [appearance_signature(frame_bgr, f.box) for f in faces]
+        tracks, ended = self.tracker.update(faces, signatures, apart)
         for track_id in ended:
             self._deciders.pop(track_id, None)
         return tracks
@@ -206,7 +210,7 @@ class LivenessPipeline:
         """
         t0 = perf_counter()
         index = self._frame_number(frame_index)
-        tracks = self._tracks(frame_bgr)
+        tracks = self._tracks(frame_bgr, index)
         self._count += 1
         t_detect = perf_counter()
         if self.options.max_faces:
