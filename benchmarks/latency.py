@@ -25,7 +25,8 @@ import numpy as np
 
 from ..runtime.errors import BackendUnavailable, LivenessEdgeError, SourceError
 from ..runtime.manifest import ARTIFACTS_DIR, DEFAULT_MANIFEST, Manifest
-from ..runtime.sources import IMAGE_SUFFIXES, ImageSource, VideoSource
+from ..runtime.labels import IMAGE_SUFFIXES
+from ..runtime.sources import ImageSource, VideoSource
 from ..runtime.types import StageTimes
 from .timer import LatencyStats, StageRecorder, ms_since
 

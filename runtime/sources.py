@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 
 from .errors import SourceError, SourceLost
+from .labels import IMAGE_SUFFIXES
 from .types import RunningMode
 
 log = logging.getLogger("liveness_edge")
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 ROTATIONS = {0: None, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
 
