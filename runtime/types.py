@@ -134,6 +134,11 @@ class StageTimes:
     def liveness(self) -> float:
         return self.crop + self.infer + self.decide
 
+    @property
+    def processing(self) -> float:
+        """The frame's cost once it is read/decoded (``total`` without ``capture``): what the bench times."""
+        return self.total - self.capture
+
 
 @dataclass(frozen=True)
 class FaceResult:

@@ -55,7 +55,7 @@ def test_stage_recorder_keeps_stage_order_and_values():
 def _fake_result(kind: str, total_ms: list[float], **config) -> ConfigResult:
     rec = StageRecorder()
     for t in total_ms:
-        rec.add("read", 1.0)
+        rec.add("capture", 1.0)
         rec.add("detect", t * 0.5)
         if kind != "detector":
             rec.add("crop", t * 0.1)
