@@ -1,4 +1,9 @@
-"""Errors that the CLIs turn into one line and a documented exit code."""
+"""Errors that the CLIs turn into one line and a documented exit code: the one error contract of all five
+CLIs (``liveness-edge``, ``bench``, ``liveness-gather``, ``liveness-train``, ``export-models``), via ``run_cli``.
+
+Library code raises these (``raise ... from e`` keeps the cause for ``--debug``); options dataclasses raise
+``ValueError``, which each CLI turns into a ``UsageError`` (exit 2).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -62,22 +67,22 @@ class OutputError(LivenessEdgeError):
     exit_code = 9
 
 
-class VerificationFailed(LivenessEdgeError):
-    """An exported model does not agree with its Keras original (``export-models --verify``)."""
+class ExportFailed(LivenessEdgeError):
+    """An export whose conversion failed or whose files do not agree with Keras (``export-models``, also
+    ``--verify``): nothing of that run is shipped."""
 
     exit_code = 10
 
 
 class NothingGathered(LivenessEdgeError):
-    """``liveness-gather`` found no usable face in its inputs: there is no dataset to write."""
+    """``liveness-gather`` wrote no face crop: there is no dataset to train on."""
 
     exit_code = 11
 
 
-class UnsafeSplit(LivenessEdgeError):
-    """A train/validation/test split that shares groups (the same person or video on both sides)."""
-
-    exit_code = 12
+class SplitLeak(LivenessEdgeError):
+    """A train/validation/test split with a group on two sides (near-duplicate frames in evaluation): a bug
+    in the split code, checked always (not with ``assert``, which ``python -O`` removes)."""
 
 
 INTERRUPTED_EXIT_CODE = 130  # Ctrl-C, as shells report SIGINT

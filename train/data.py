@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..runtime.crop import context_crop
 from ..runtime.detector import DetectorOptions, FaceDetector
-from ..runtime.errors import LivenessEdgeError, SourceError
+from ..runtime.errors import LivenessEdgeError, SourceError, SplitLeak
 from ..runtime.labels import (  # noqa: F401  (re-exported: the one folder/suffix vocabulary)
     IMAGE_SUFFIXES,
     LABELS,
@@ -505,11 +505,14 @@ def _deal(
 
 
 def assert_disjoint(split: Split) -> None:
-    """Fail loudly if a group sits on two sides: that would leak near-duplicate frames into evaluation."""
+    """Fail loudly (``SplitLeak``, also under ``python -O``) if a group sits on two sides: that would leak
+    near-duplicate frames into evaluation."""
     sides = [set(split.groups[side]) for side in SIDES]
-    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2]), "a group is on two sides"
+    if sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2]:
+        raise SplitLeak("a group is on two sides of the split")
     for side in SIDES:
-        assert {s.group for s in getattr(split, side)} <= set(split.groups[side]), "sample outside its group's side"
+        if not {s.group for s in getattr(split, side)} <= set(split.groups[side]):
+            raise SplitLeak(f"a {side} sample lies outside its group's side")
 
 
 def leave_source_out(samples: Sequence[Sample], source: str, val_fraction: float = 0.15, seed: int = 0) -> Split:
