@@ -92,15 +92,20 @@ _DEFERRED_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM while native libraries load: an interrupt inside an import or a model load can
-    surface as a misleading error ("not installed") or a traceback. They are delivered as soon as this ends."""
+    surface as a misleading error ("not installed") or a traceback. A signal that arrives meanwhile is noted
+    and raised as ``KeyboardInterrupt`` (exit 130) once loading is over."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED_SIGNALS)
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in _DEFERRED_SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def run_cli(prog: str, body: Callable[[], int], interrupted: str = "interrupted", debug: bool = False) -> int:
