@@ -27,7 +27,7 @@ SECRET_ENV = "LIVENESS_LOGIN_SECRET_KEY"  # the same value on every server behin
 class DatabaseError(LivenessEdgeError):
     """The database cannot be opened, created or queried (wrong URL, server down, no permission)."""
 
-    exit_code = 10
+    exit_code = 12
 
 
 def build_parser() -> argparse.ArgumentParser:

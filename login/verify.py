@@ -8,13 +8,14 @@ page turns into words; the scores go to the attempts table and the logs, never t
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from time import perf_counter
 
 import cv2
 import numpy as np
 
 from ..runtime.pipeline import LivenessPipeline, PipelineOptions
+from ..runtime.types import Decision, RunningMode
 from .embedding import FaceEmbedder, distance
 
 NO_FACE, SEVERAL_FACES, NOT_LIVE, UNCLEAR = "no_face", "several_faces", "not_live", "unclear"
@@ -70,15 +71,20 @@ def _spread(n: int, k: int) -> list[int]:
 
 
 class Verifier:
-    """One liveness pipeline and one embedder behind a lock: the pipeline keeps per-stream state."""
+    """The loaded detector, liveness model and embedder, used by one burst at a time (behind a lock).
+
+    Each burst is its own stream: a fresh ``LivenessPipeline`` in ``RunningMode.VIDEO`` over the same loaded
+    detector and model, so no track or score history carries from one attempt to the next.
+    """
 
     def __init__(self, pipeline: LivenessPipeline, embedder: FaceEmbedder) -> None:
         self.pipeline = pipeline
         self.embedder = embedder
+        self.options = replace(pipeline.options, running_mode=RunningMode.VIDEO)
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, options: PipelineOptions = PipelineOptions()) -> "Verifier":
+    def load(cls, options: PipelineOptions = PipelineOptions(running_mode=RunningMode.VIDEO)) -> "Verifier":
         return cls(LivenessPipeline.from_manifest(options=options), FaceEmbedder.load())
 
     @property
@@ -97,11 +103,11 @@ class Verifier:
         return BurstResult(reason, len(frames), p_min, vectors, (perf_counter() - t0) * 1e3)
 
     def _liveness(self, frames: list[np.ndarray]) -> tuple[str, list, float | None]:
-        self.pipeline.reset()
-        warmup = self.pipeline.options.smoothing.warmup
+        stream = LivenessPipeline(self.pipeline.detector, self.pipeline.model, self.options)
+        warmup = self.options.smoothing.warmup
         track, boxes, scores = None, [], []
         for i, frame in enumerate(frames):
-            faces = self.pipeline.process(frame, frame_index=i).faces
+            faces = stream.process(frame, frame_index=i).faces
             if not faces:
                 return NO_FACE, boxes, None
             if len(faces) > 1:
@@ -111,10 +117,10 @@ class Verifier:
             scores.append(face.p_real)
             if face.track != track:
                 return UNCLEAR, boxes, min(scores)
-            if face.decision == "spoof":
+            if face.decision == Decision.SPOOF:
                 return NOT_LIVE, boxes, min(scores)
-            if face.decision != "real" and i >= warmup - 1:
-                low_score = face.p_real < self.pipeline.threshold
+            if face.decision != Decision.REAL and i >= warmup - 1:
+                low_score = face.p_real < stream.threshold
                 return (NOT_LIVE if low_score else UNCLEAR), boxes, min(scores)
             boxes.append(face.box)
         return OK, boxes, min(scores)

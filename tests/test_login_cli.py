@@ -43,7 +43,7 @@ def test_users_list_and_delete_removes_embeddings(tmp_path: Path, capsys: pytest
 
 
 def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["init-db", "--db", str(tmp_path / "no" / "such" / "dir" / "x.sqlite")]) == 10
+    assert main(["init-db", "--db", str(tmp_path / "no" / "such" / "dir" / "x.sqlite")]) == 12
     err = capsys.readouterr().err
     assert err.startswith("liveness-login: error: ") and err.count("\n") == 1
     assert main(["users", "list"]) == 2
