@@ -27,6 +27,8 @@ from .store import (Attempt, Embedding, Nonce, User, create_tables, open_engine,
 from .verify import OK, BurstResult, FrameLimits, Verifier, consistent, decode_frame, match_distance
 
 log = logging.getLogger("liveness_edge.login")
+SECRET_ENV = "LIVENESS_LOGIN_SECRET_KEY"  # the same session-signing key on every server of one database
+DB_URL_ENV = "LIVENESS_LOGIN_DB_URL"
 USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 MESSAGES = {
     "ok": "Done.",
@@ -113,7 +115,7 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
     limits = config.limits
     engine = open_engine(config.db_url)
     create_tables(engine)
-    state: dict[str, Verifier] = {}
+    state: dict[str, Verifier] = {"v": verifier} if isinstance(verifier, Verifier) else {}
 
     def get_verifier() -> Verifier:
         if "v" not in state:
@@ -167,8 +169,16 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
         if request.method == "POST":
             _check_csrf()
 
+    @app.before_request
+    def _start_clock() -> None:
+        request.environ["liveness_login.t0"] = time.perf_counter()
+
     @app.after_request
     def _headers(response):  # noqa: ANN001 - flask response
+        t0 = request.environ.get("liveness_login.t0", time.perf_counter())
+        log.info("request", extra={"fields": {"method": request.method, "path": request.path,
+                                              "status": response.status_code, "client": _client(),
+                                              "ms": round((time.perf_counter() - t0) * 1e3, 1)}})
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
@@ -304,3 +314,15 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
     app.extensions["liveness_login"] = {"engine": engine, "config": config, "verifier": get_verifier,
                                         "started": time.time()}
     return app
+
+
+def wsgi_app() -> Flask:
+    """For a production WSGI server (several workers or hosts on one database), e.g.
+    ``gunicorn -w 2 -b 127.0.0.1:8000 'liveness_edge.login.app:wsgi_app()'`` with the database URL in
+    ``LIVENESS_LOGIN_DB_URL`` and the shared session key in ``LIVENESS_LOGIN_SECRET_KEY``."""
+    import os
+
+    url, key = os.environ.get(DB_URL_ENV), os.environ.get(SECRET_ENV)
+    if not url or not key:
+        raise RuntimeError(f"set {DB_URL_ENV} and {SECRET_ENV}")
+    return create_app(LoginConfig(db_url=url, secret_key=key), Verifier.load)

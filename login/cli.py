@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import secrets
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +22,6 @@ from pathlib import Path
 from ..runtime.errors import BackendUnavailable, LivenessEdgeError, UsageError, run_cli
 
 PROG = "liveness-login"
-SECRET_ENV = "LIVENESS_LOGIN_SECRET_KEY"  # the same value on every server behind one load balancer
 
 
 class DatabaseError(LivenessEdgeError):
@@ -95,10 +95,14 @@ def _configure_logging() -> None:
     logger.propagate = False
 
 
+def _stop(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import run_simple
 
-    from .app import LoginConfig, create_app
+    from .app import SECRET_ENV, LoginConfig, create_app
     from .verify import Verifier
 
     with tempfile.TemporaryDirectory(prefix="liveness-login-") as tmp:
@@ -115,6 +119,8 @@ def serve(args: argparse.Namespace) -> int:
                              window_s=args.window, max_failures_user=args.max_failures_user,
                              max_failures_client=args.max_failures_client, secure_cookies=args.secure_cookies)
         _configure_logging()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # requests are logged as JSON by the app
+        signal.signal(signal.SIGTERM, _stop)  # a normal stop: leave the with-block so --demo's database is removed
         verifier = Verifier.load()  # fail now, not at the first request, if a model is missing
         app = create_app(config, verifier)
         where = "a temporary database" if args.demo else (args.db or "the database URL")
