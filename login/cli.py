@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..runtime.errors import BackendUnavailable, LivenessEdgeError, UsageError, run_cli
+from ..runtime.errors import BackendUnavailable, LivenessEdgeError, UsageError, run_cli, signals_deferred
 
 PROG = "liveness-login"
 
@@ -32,6 +32,7 @@ class DatabaseError(LivenessEdgeError):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Face login with a liveness check (Flask + SQLAlchemy).")
+    p.add_argument("--debug", action="store_true", help="re-raise errors with their traceback")
     sub = p.add_subparsers(dest="command", required=True)
 
     def db_args(q: argparse.ArgumentParser) -> None:
@@ -120,8 +121,9 @@ def serve(args: argparse.Namespace) -> int:
                              max_failures_client=args.max_failures_client, secure_cookies=args.secure_cookies)
         _configure_logging()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # requests are logged as JSON by the app
+        with signals_deferred():
+            verifier = Verifier.load()  # fail now, not at the first request, if a model is missing
         signal.signal(signal.SIGTERM, _stop)  # a normal stop: leave the with-block so --demo's database is removed
-        verifier = Verifier.load()  # fail now, not at the first request, if a model is missing
         app = create_app(config, verifier)
         where = "a temporary database" if args.demo else (args.db or "the database URL")
         print(f"{PROG}: serving on http://{args.host}:{args.port} with {where} (Ctrl-C stops)", file=sys.stderr)
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         except ModuleNotFoundError as e:
             raise BackendUnavailable(f"{e.name} is not installed: pip install -e '.[login]'") from e
 
-    return run_cli(PROG, body)
+    return run_cli(PROG, body, debug=args.debug)
 
 
 if __name__ == "__main__":
