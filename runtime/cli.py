@@ -325,6 +325,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         kind, target = "video", args.video
     else:
         kind, target = "images", args.image or ""
+    if args.model and not args.model_path and args.model not in (names := Manifest.load(args.manifest).model_names):
+        raise UsageError(f"--model {args.model!r} is not in the manifest; it has {', '.join(names) or 'no models'}")
     if (args.sha256 or args.allow_unverified) and not args.model_path:
         raise UsageError("--sha256 and --allow-unverified only go with --model-path")
     if args.every < 1 or args.retries < 0 or args.max_frames < 0:
