@@ -78,6 +78,11 @@ class RunOptions:
     demo: bool = False
     debug: bool = False
 
+    def __post_init__(self) -> None:
+        """The source says how its frames relate (``SourceSpec.running_mode``); the pipeline follows it."""
+        if self.pipeline.running_mode != self.source.running_mode:
+            object.__setattr__(self, "pipeline", replace(self.pipeline, running_mode=self.source.running_mode))
+
 
 def _say(message: str, quiet: bool = False) -> None:
     if not quiet:
@@ -237,7 +242,7 @@ def run_demo(options: RunOptions, models: list[str] | None = None) -> list[RunSu
         _say(f"demo: {model} on the sample images in {SAMPLES_DIR} (see NOTICE.md there)", options.quiet)
         demo = replace(
             options, source=SourceSpec("images", str(SAMPLES_DIR)),
-            pipeline=replace(options.pipeline, model=model, running_mode=RunningMode.IMAGE),
+            pipeline=replace(options.pipeline, model=model),
             save_dir=str(Path(options.save_dir) / model) if options.save_dir else None, demo=True,
         )
         summaries.append(run(demo))
@@ -339,7 +344,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         )
         quality = QualityOptions(args.min_face, args.min_inside, args.dark, args.min_sharpness)
         pipeline = PipelineOptions(
-            running_mode=spec.running_mode, model=args.model or PipelineOptions.model, backend=args.backend, precision=args.precision,
+            model=args.model or PipelineOptions.model, backend=args.backend, precision=args.precision,
             threads=args.threads, detector=args.detector, min_detector_score=args.min_detector_score,
             detect_every=args.detect_every, max_faces=args.max_faces, model_path=args.model_path,
             model_sha256=args.sha256, allow_unverified=args.allow_unverified, smoothing=smoothing, quality=quality,

@@ -56,5 +56,7 @@ def test_argparse_defaults_are_the_dataclass_defaults():
     parser = cli.build_parser()
     options = cli.options_from_args(parser.parse_args(["--image", "x.jpg"]))
     assert options.pipeline == PipelineOptions(running_mode="image")
+    video = cli.options_from_args(parser.parse_args(["--video", "x.mp4"]))
+    assert video.pipeline == PipelineOptions(running_mode="video")  # the source sets the mode
     assert options.pipeline.smoothing == SmoothingOptions() and options.pipeline.quality == QualityOptions()
     assert parser.get_default("min_inside") == QualityOptions.min_inside == 0.8  # the README once said 0.6
