@@ -144,3 +144,22 @@ def test_frames_are_sized_from_their_header_before_decoding() -> None:
     assert declared_size(bomb) == (30000, 30000) and decode_frame(bomb, FrameLimits()) is None
     assert decode_frame(cv2.imencode(".bmp", image)[1].tobytes(), FrameLimits()) is None
     assert decode_frame(cv2.imencode(".jpg", image)[1].tobytes()[:200], FrameLimits()) is None
+
+
+def test_a_face_that_jumps_mid_burst_is_not_one_track() -> None:
+    """A burst whose face moves across the frame between two frames (a swapped picture, two people taking
+    turns) is refused as unclear; the same face held still is accepted."""
+    pytest.importorskip("dlib", reason="needs the [login] extra (dlib-bin)")
+    pytest.importorskip("face_recognition_models", reason="needs the [login] extra")
+    import cv2
+
+    from liveness_edge.login.bench import LIVE_SAMPLE, letterbox
+    from liveness_edge.login.verify import Verifier
+
+    half = letterbox(cv2.imread(str(LIVE_SAMPLE)), 320, 480)
+    left, right = np.zeros((480, 640, 3), np.uint8), np.zeros((480, 640, 3), np.uint8)
+    left[:, :320], right[:, 320:] = half, half
+    verifier = Verifier.load()
+    assert verifier.check([left] * 5 + [right] * 5, 2).reason == "unclear"
+    still = verifier.check([left] * 10, 2)
+    assert still.reason == "ok" and still.embeddings.shape == (2, 128)
