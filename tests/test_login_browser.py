@@ -64,6 +64,7 @@ def chromium(clip: Path, profile: Path) -> webdriver.Chrome:
                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                  f"--use-file-for-fake-video-capture={clip}", f"--user-data-dir={profile}", "--window-size=900,1100"):
         options.add_argument(flag)
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not fetch a browser or driver
     try:
         return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     except Exception as e:  # noqa: BLE001 - any launch failure means this machine cannot run the browser
