@@ -22,7 +22,7 @@ from liveness_edge.runtime.sources import (
     redact_url,
     rotate,
 )
-from runtime_helpers import FakeCapture
+from runtime_helpers import FakeCapture, MjpegServer
 
 VIDEO = "jomariya/videos/real/real_1.mp4"
 
@@ -238,47 +238,6 @@ def test_url_credentials_never_printed_or_reported(caplog):
     with pytest.raises(SourceError) as e:
         UrlSource(url, capture_factory=lambda u: FakeCapture(opened=False))
     assert "s3cret" not in str(e.value)
-
-
-class MjpegServer:
-    """A loopback HTTP MJPEG camera (like a phone's IP Webcam app) that streams ``per_connection`` frames per
-    connection and accepts ``connections`` connections, then refuses: a camera that drops, then vanishes."""
-
-    def __init__(self, per_connection: int, connections: int) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.served += 1
-                if server.served > connections:
-                    self.send_error(503)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                for i in range(per_connection):
-                    jpg = cv2.imencode(".jpg", np.full((120, 160, 3), 40 + 10 * i, np.uint8))[1].tobytes()
-                    head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg)
-                    try:
-                        self.wfile.write(head + jpg + b"\r\n")
-                        self.wfile.flush()
-                    except OSError:
-                        return
-                    time.sleep(0.03)
-
-            def log_message(self, *args):
-                pass
-
-        self.served = 0
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/video"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def test_http_mjpeg_stream_reconnects_and_ends_cleanly(monkeypatch):
