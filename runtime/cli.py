@@ -312,7 +312,7 @@ def run(options: RunOptions) -> RunSummary:
         _say(source.info, options.quiet)
         bar = _progress(source.length, not source.live and not still and not options.quiet)
         outputs = _Outputs(options, source, pipeline, bar is not None)
-        fps, last = 0.0, summary.start()
+        fps, interval, last = 0.0, 0.0, summary.start()
         for frame in source.frames():
             image = rotate(frame.image, options.rotate)
             if still:
@@ -320,8 +320,8 @@ def run(options: RunOptions) -> RunSummary:
             result = pipeline.process(image, frame.source, frame.index, frame.capture_ms)
             summary.add(result)
             now = time.perf_counter()
-            rate = 1.0 / max(now - last, 1e-6)
-            fps, last = (rate if fps == 0.0 else 0.9 * fps + 0.1 * rate), now
+            interval = (now - last) if interval == 0.0 else 0.9 * interval + 0.1 * (now - last)
+            fps, last = 1.0 / max(interval, 1e-6), now  # the mean interval's inverse: bursts do not inflate it
             if not outputs.emit(frame, image, result, fps, summary):
                 break
             if bar is not None:

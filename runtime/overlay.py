@@ -13,9 +13,14 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def _label(image: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int], scale: float) -> None:
-    """Text on a filled box so it reads on any background."""
+    """Text on a filled box so it reads on any background; shrunk to fit the image's width."""
     thickness = max(1, int(round(scale * 2)))
     (w, h), base = cv2.getTextSize(text, FONT, scale, thickness)
+    room = image.shape[1] - x
+    if w > room > 0:
+        scale *= room / w
+        thickness = max(1, int(round(scale * 2)))
+        (w, h), base = cv2.getTextSize(text, FONT, scale, thickness)
     y = max(y, h + base)
     cv2.rectangle(image, (x, y - h - base), (x + w, y + base // 2), colour, cv2.FILLED)
     cv2.putText(image, text, (x, y - base // 2), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)

@@ -49,6 +49,15 @@ poll();
 """
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A viewer closing its tab mid-response is normal: no traceback on the terminal, a debug line."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        log.debug("preview: connection from %s ended abruptly", client_address[0])
+
+
 def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT``, ``:PORT`` or ``PORT`` (host 127.0.0.1); a bad value is a ``UsageError``."""
     host, _, port = text.rpartition(":")
@@ -81,10 +90,9 @@ class PreviewServer:
         self._closed = False
         self._page = PAGE.format(source=html.escape(source), model=html.escape(model)).encode()
         try:
-            self._httpd = ThreadingHTTPServer((host, port), self._handler())
+            self._httpd = _QuietServer((host, port), self._handler())
         except OSError as e:
             raise OutputError(f"cannot serve the preview on {host}:{port}: {e.strerror or e}") from None
-        self._httpd.daemon_threads = True
         bound_host, bound_port = self._httpd.server_address[:2]
         self.url = f"http://{bound_host if ':' not in bound_host else f'[{bound_host}]'}:{bound_port}/"
         self.public = host not in LOOPBACK
