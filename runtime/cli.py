@@ -482,6 +482,11 @@ def _configure_logging(quiet: bool, debug: bool) -> None:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own messages (read at first use)
 
 
+def _one_line(error: BaseException) -> str:
+    """A library's multi-line message (OpenCV's, ONNX Runtime's) as one escaped line."""
+    return printable(" ".join(line.strip() for line in str(error).splitlines() if line.strip()))
+
+
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -517,12 +522,13 @@ def _main(argv: list[str] | None) -> int:
     except LivenessEdgeError as e:
         if args.debug:
             raise
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
         return e.exit_code
     except Exception as e:
         if args.debug:
             raise
-        print(f"{PROG}: error: unexpected {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)
+        print(f"{PROG}: error: unexpected {type(e).__name__}: {_one_line(e)} (run with --debug for details)",
+              file=sys.stderr)
         return 1
 
 

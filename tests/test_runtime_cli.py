@@ -56,8 +56,9 @@ def check_schema(record: dict) -> None:
 def one_error_line(proc: subprocess.CompletedProcess, code: int, text: str) -> None:
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("liveness-edge: error: ") and text in last, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("liveness-edge: error: ") and text in lines[-1], proc.stderr
+    assert all(ln.startswith(("liveness-edge: ", "  ")) for ln in lines), proc.stderr  # no raw native lines
 
 
 @pytest.mark.data
