@@ -281,3 +281,14 @@ def test_results_on_stdout_and_demo_saves(runtime_manifest, tmp_path):
     assert "Expect one line per photo" in demo.stderr and "sample faces judged as their folder says" in demo.stderr
     assert len(list((tmp_path / "demo" / "livenessnet").rglob("*.jpg"))) == 4
     assert ordinal(2) == "2nd" and ordinal(11) == "11th" and ordinal(23) == "23rd"
+
+
+def test_multi_line_library_messages_become_one_escaped_line(monkeypatch, in_process):
+    from liveness_edge.runtime.errors import SourceError
+
+    def broken(spec):
+        raise SourceError("OpenCV(4.x) decoder said:\n  bad\x1b[31m data\n")
+
+    monkeypatch.setattr(cli, "open_source", broken)
+    code, err = in_process("--video", "clip.mp4")
+    assert code == 5 and err == "liveness-edge: error: OpenCV(4.x) decoder said: bad\\x1b[31m data\n"
