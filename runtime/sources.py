@@ -21,10 +21,11 @@ import numpy as np
 from .errors import SourceError, SourceLost
 from .images import DEFAULT_MAX_PIXELS, ImageProblem, decode_image
 from .terminal import printable
+from .labels import IMAGE_SUFFIXES
+from .types import RunningMode
 
 log = logging.getLogger("liveness_edge")
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 ROTATIONS = {0: None, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
 
@@ -40,9 +41,11 @@ class Frame:
 
 
 class FrameSource(Protocol):
-    """What the run loop needs from a source. ``live`` sources drop stale frames; files do not."""
+    """What the run loop needs from a source. ``live`` sources drop stale frames; files do not.
+    ``running_mode`` says how the pipeline must relate the frames (independent images, a clip, a stream)."""
 
     live: bool
+    running_mode: RunningMode
     info: str
     fps: float | None
     length: int | None
@@ -66,6 +69,13 @@ class SourceSpec:
     retry_delay: float = 1.0
     stall_timeout: float = 5.0
     max_pixels: int = DEFAULT_MAX_PIXELS
+
+    @property
+    def running_mode(self) -> RunningMode:
+        """How the pipeline relates this source's frames: independent images, one clip, or a live stream."""
+        if self.kind == "images":
+            return RunningMode.IMAGE
+        return RunningMode.VIDEO if self.kind == "video" else RunningMode.LIVE_STREAM
 
 
 def redact_url(url: str) -> str:
@@ -207,6 +217,7 @@ class _LiveSource:
     """
 
     live = True
+    running_mode = RunningMode.LIVE_STREAM
     length = None
     close_timeout = 6.0
 
@@ -415,6 +426,7 @@ class VideoSource:
     """A video file, every frame or every ``every``-th; a file that stops early is reported as truncated."""
 
     live = False
+    running_mode = RunningMode.VIDEO
 
     def __init__(
         self, path: str, every: int = 1, capture_factory: Callable[..., cv2.VideoCapture] = cv2.VideoCapture
@@ -465,6 +477,7 @@ class ImageSource:
     readable, is an error. ``max_pixels`` is checked from the file's header, before decoding."""
 
     live = False
+    running_mode = RunningMode.IMAGE
     fps = None
 
     def __init__(self, path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:

@@ -331,3 +331,20 @@ def test_rotate_clockwise():
     r = rotate(img, 90)
     assert r.shape == (3, 2, 3) and r[0, 1, 0] == 255  # top-left goes to top-right
     assert rotate(img, 0) is img
+
+
+def test_each_source_says_its_running_mode(tmp_path):
+    from liveness_edge.runtime.sources import SourceSpec, open_source
+    from liveness_edge.runtime.types import RunningMode
+    from runtime_helpers import write_test_video
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((20, 30, 3), 100, np.uint8))
+    video = write_test_video(tmp_path / "v.mp4", frames=3)
+    for spec, mode in ((SourceSpec("images", str(tmp_path / "a.png")), RunningMode.IMAGE),
+                       (SourceSpec("video", str(video)), RunningMode.VIDEO)):
+        source = open_source(spec)
+        assert source.running_mode == spec.running_mode == mode
+        source.close()
+    cam = CameraSource(0, capture_factory=lambda i: FakeCapture(frames=2))
+    assert cam.running_mode == SourceSpec("camera", "0").running_mode == RunningMode.LIVE_STREAM
+    cam.close()
