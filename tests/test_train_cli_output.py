@@ -15,3 +15,18 @@ def test_train_help_has_no_tensorflow_startup_lines():
                           env={**os.environ, "PYTHONPATH": ""})
     assert proc.returncode == 0 and "usage: liveness-train fit" in proc.stdout
     assert "absl::InitializeLog" not in proc.stderr and "I0000" not in proc.stderr, proc.stderr
+
+
+def test_fitting_leaves_no_deprecation_warnings(recwarn):
+    """The ~284 warnings that ended the test output came from Keras reading the learning rate each epoch."""
+    pytest.importorskip("tensorflow", reason="training needs the [train] extra")
+    import numpy as np
+
+    from liveness_edge.train.train import TrainOptions, fit_model
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
+    y = np.array([0, 1] * 8)
+    options = TrainOptions(model="livenessnet", size=32, epochs=3, batch=8, patience=1, augment=False, verbose=0)
+    fit_model(x, y, x, y, options)
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)], [str(w.message) for w in recwarn]
