@@ -107,7 +107,7 @@ def _open_window(mode: str, quiet: bool) -> Window | None:
         return None
     problem = display_problem()
     if problem and mode == "auto":
-        _say_once(f"no window ({problem}): running headless", quiet)
+        _say_once(f"no window ({problem}): running headless; --preview shows the run in a browser", quiet)
         return None
     return Window(PROG)
 

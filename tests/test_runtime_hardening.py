@@ -91,19 +91,14 @@ def test_url_of_a_single_jpeg_ends_with_exit_7(runtime_manifest, tmp_path):
 # item 3 -------------------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def in_process(capsys):
+def in_process(capsys, restore_logging):
     """``cli.main`` in this process (fast; for checks made before any model loads), returning (code, stderr)."""
-    import logging
-
-    logger = logging.getLogger("liveness_edge")
-    saved = logger.handlers[:], logger.propagate, logger.level
 
     def call(*args: str) -> tuple[int, str]:
         code = cli.main(["--no-display", *args])
         return code, capsys.readouterr().err
 
-    yield call
-    logger.handlers[:], logger.propagate, logger.level = saved
+    return call
 
 
 def refused(result: tuple[int, str], text: str) -> None:

@@ -3,7 +3,6 @@ a browser on loopback, and without a window or preview a status line per second 
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import threading
 import time
@@ -23,6 +22,7 @@ from liveness_edge.runtime.types import FaceResult
 from runtime_helpers import FakeCapture, runtime_manifest  # noqa: F401
 
 SAMPLE = cli.SAMPLES_DIR / "real" / "image_T1.jpg"
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 class SlowFaceCamera(FakeCapture):
@@ -36,14 +36,6 @@ class SlowFaceCamera(FakeCapture):
         ok, _ = super().read()
         time.sleep(0.04)
         return (ok, self.face.copy()) if ok else (False, None)
-
-
-@pytest.fixture(autouse=True)
-def restore_logging():
-    logger = logging.getLogger("liveness_edge")
-    saved = logger.handlers[:], logger.propagate, logger.level
-    yield
-    logger.handlers[:], logger.propagate, logger.level = saved
 
 
 def free_port() -> int:
