@@ -227,7 +227,7 @@ class _Outputs:
             self.jsonl = JsonlWriter(options.jsonl) if options.jsonl else None
             self.video = VideoWriter(options.output, source.fps) if options.output else None
             self.saver = ImageSaver(options.save_dir) if options.save_dir else None
-            self.window = _open_window(options.display, options.quiet)
+            self.window = _open_window(options.display, options.quiet or bool(options.preview))
             if options.preview:
                 self.preview = PreviewServer(options.preview, source.info, pipeline.description)
                 where = "on the network" if self.preview.public else "this machine only"
