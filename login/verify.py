@@ -7,14 +7,13 @@ page turns into words; the scores go to the attempts table and the logs, never t
 """
 from __future__ import annotations
 
-import struct
 import threading
 from dataclasses import dataclass, field, replace
 from time import perf_counter
 
-import cv2
 import numpy as np
 
+from ..runtime.images import ImageProblem, decode_image, image_size
 from ..runtime.pipeline import LivenessPipeline, PipelineOptions
 from ..runtime.types import Decision, RunningMode
 from .embedding import FaceEmbedder, distance
@@ -55,42 +54,21 @@ class BurstResult:
         return self.reason == OK
 
 
-def declared_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG or PNG header, without decoding; None for any other or broken file.
-
-    Checked before decoding so that a small file declaring a huge image (a decompression bomb) is refused
-    before OpenCV allocates it, and so that only the two formats browsers send reach a decoder."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
-        return struct.unpack(">II", data[16:24])
-    if data[:2] != b"\xff\xd8":
-        return None
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            return width, height
-        i += 2 + length
-    return None
+BROWSER_FORMATS = (b"\xff\xd8", b"\x89PNG\r\n\x1a\n")  # JPEG and PNG: what a canvas encodes; no other decoder is reached
 
 
 def decode_frame(data: bytes, limits: FrameLimits) -> np.ndarray | None:
-    """A JPEG/PNG upload as BGR, or None when it is too large (in bytes or declared pixels) or undecodable."""
-    if not data or len(data) > limits.max_frame_bytes:
+    """A JPEG/PNG upload as BGR, or None when it is too large (in bytes, or in pixels as its header declares,
+    checked before decoding), truncated or undecodable. Decoding is the runtime's (``runtime.images``)."""
+    if not data or len(data) > limits.max_frame_bytes or not data.startswith(BROWSER_FORMATS):
         return None
-    size = declared_size(data)
+    size = image_size(data)
     if size is None or not 32 <= min(size) <= max(size) <= limits.max_side:
         return None
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None or sorted(image.shape[:2]) != sorted(size):  # sorted: OpenCV applies EXIF rotation
+    try:
+        return decode_image(data, max_pixels=limits.max_side**2)
+    except ImageProblem:
         return None
-    return image
 
 
 def _spread(n: int, k: int) -> list[int]:

@@ -134,14 +134,15 @@ def test_frames_are_sized_from_their_header_before_decoding() -> None:
 
     import cv2
 
-    from liveness_edge.login.verify import FrameLimits, decode_frame, declared_size
+    from liveness_edge.login.verify import FrameLimits, decode_frame
+    from liveness_edge.runtime.images import image_size
 
     image = np.zeros((480, 640, 3), np.uint8)
     for ext, extra in ((".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), (".png", [])):
         data = cv2.imencode(ext, image, extra)[1].tobytes()
-        assert declared_size(data) == (640, 480) and decode_frame(data, FrameLimits()).shape == (480, 640, 3)
+        assert image_size(data) == (640, 480) and decode_frame(data, FrameLimits()).shape == (480, 640, 3)
     bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
-    assert declared_size(bomb) == (30000, 30000) and decode_frame(bomb, FrameLimits()) is None
+    assert image_size(bomb) == (30000, 30000) and decode_frame(bomb, FrameLimits()) is None
     assert decode_frame(cv2.imencode(".bmp", image)[1].tobytes(), FrameLimits()) is None
     assert decode_frame(cv2.imencode(".jpg", image)[1].tobytes()[:200], FrameLimits()) is None
 
