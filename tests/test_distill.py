@@ -16,7 +16,7 @@ from liveness_edge.runtime.errors import SourceError  # noqa: E402
 from liveness_edge.train.cli import main  # noqa: E402
 from liveness_edge.train.data import load_index  # noqa: E402
 from liveness_edge.train.distill import (  # noqa: E402
-    TeacherTargets, distillation_loss, inside_region, load_or_compute, packed_targets, relative_file,
+    TeacherTargets, calibrate_per_source, distillation_loss, inside_region, load_or_compute, packed_targets, relative_file,
     resolve_teacher, shift_inside_box,
 )
 from liveness_edge.train.train import holdout_folds  # noqa: E402
@@ -46,6 +46,17 @@ def test_distillation_loss_ends_are_labels_only_and_teacher_only():
     teacher_only = _loss(1.0, 1.0, [0, 1], [0.7, 0.4], probs)  # teacher equals the student: its entropy
     np.testing.assert_allclose(teacher_only, [-(0.7 * math.log(0.7) + 0.3 * math.log(0.3)),
                                               -(0.4 * math.log(0.4) + 0.6 * math.log(0.6))], rtol=1e-5)
+
+
+def test_per_source_calibration_keeps_ranks_and_never_flips_the_teacher():
+    p = np.array([0.9, 0.1, 0.8, 0.3, 0.2, 0.6, 0.3, 0.7, 0.8, 0.05, 0.1])
+    labels = np.array([1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1])
+    sources = ["a"] * 4 + ["b"] * 4 + ["c"] * 3
+    out = calibrate_per_source(p, labels, sources)
+    assert list(np.argsort(out[:4])) == list(np.argsort(p[:4]))  # monotone inside a source
+    assert out[[0, 2]].min() > 0.5 > out[[1, 3]].max()
+    np.testing.assert_allclose(out[4:8], 0.5, atol=1e-6)  # ranked backwards: the base rate 2 / 4, no flip
+    np.testing.assert_allclose(out[8:], p[8:], rtol=1e-6)  # one class only: the teacher as it is
 
 
 def test_shift_inside_box_on_hand_computed_boxes():
@@ -141,10 +152,10 @@ def test_fit_with_a_teacher_caches_it_and_records_the_options(small_gathered, tm
     out = tmp_path / "run"
     assert main(["fit", str(small_gathered), "--model", "livenessnet", "--out", str(out), "--epochs", "1",
                  "--batch", "8", "--quiet", "--teacher", str(teacher), "--distill-alpha", "0.7",
-                 "--distill-temperature", "2"]) == 0
+                 "--distill-temperature", "2", "--distill-calibrate"]) == 0
     config = json.loads((out / "config.json").read_text())
     options = config["train_options"]
-    assert (options["distill_alpha"], options["distill_temperature"]) == (0.7, 2.0)
+    assert (options["distill_alpha"], options["distill_temperature"], options["distill_calibrate"]) == (0.7, 2.0, True)
     cached = json.loads((out / "teacher.json").read_text())
     trained_on = config["split"]["train"]["n"] + config["split"]["val"]["n"]
     assert len(cached["files"]) == trained_on and cached["teachers"][0]["file"] == "teacher.keras"

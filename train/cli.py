@@ -33,6 +33,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="weight of the teacher's soft targets vs the labels, 0..1 (default 0.5)")
     p.add_argument("--distill-temperature", type=float, default=1.0,
                    help="softmax temperature for teacher and student in the soft term (default 1)")
+    p.add_argument("--distill-calibrate", action="store_true",
+                   help="rescale the teacher's P(real) per training source on its labels (Platt, slope >= 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +71,7 @@ def _options(args: argparse.Namespace):
         seed=args.seed, val_fraction=args.val_fraction, test_fraction=getattr(args, "test_fraction", 0.0),
         augment=not args.no_augment, sources=args.sources, verbose=2 if args.quiet else 1,
         teacher=[str(t) for t in args.teacher] if args.teacher else None, distill_alpha=args.distill_alpha,
-        distill_temperature=args.distill_temperature,
+        distill_temperature=args.distill_temperature, distill_calibrate=args.distill_calibrate,
     )
 
 

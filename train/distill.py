@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -208,6 +209,33 @@ def load_or_compute(cache: Path, data_root: Path, samples: Sequence[Sample],
     targets = compute_targets(data_root, samples, teachers)
     targets.save(cache)
     return targets
+
+
+def calibrate_per_source(p_real: np.ndarray, labels: np.ndarray, sources: Sequence[str], ridge: float = 1.0,
+                         steps: int = 30) -> np.ndarray:
+    """Per-source Platt scaling of the teacher's P(real) on the training labels. It keeps the teacher's ranking
+    inside a source (which crops are hard) and drops its per-source offset (the pretrained teacher calls most
+    upscaled crops spoof), which would otherwise teach the students a source or resolution shortcut. The slope is
+    kept >= 0: where the teacher ranks a source backwards it says nothing (the source's base rate), it is never
+    flipped by the labels. A source with one class only keeps the teacher's values."""
+    p = np.clip(np.asarray(p_real, np.float64), 1e-6, 1 - 1e-6)
+    margin, y, sources = np.log(p) - np.log1p(-p), np.asarray(labels, np.float64), np.asarray(sources)
+    out = p.copy()
+    for source in np.unique(sources):
+        idx = sources == source
+        if len(np.unique(y[idx])) < 2:
+            continue
+        z = (margin[idx] - margin[idx].mean()) / (margin[idx].std() + 1e-6)
+        x = np.stack([z, np.ones_like(z)], axis=1)
+        penalty = np.diag([ridge, 1e-9])
+        w = np.zeros(2)
+        for _ in range(steps):  # Newton steps on the ridge-penalised logistic loss
+            q = 1.0 / (1.0 + np.exp(-x @ w))
+            w -= np.linalg.solve((x * (q * (1 - q))[:, None]).T @ x + penalty, x.T @ (q - y[idx]) + penalty @ w)
+        if w[0] < 0:
+            w = np.array([0.0, math.log(y[idx].mean() / (1 - y[idx].mean()))])
+        out[idx] = 1.0 / (1.0 + np.exp(-x @ w))
+    return out.astype(np.float32)
 
 
 def distillation_loss(alpha: float, temperature: float = 1.0):

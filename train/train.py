@@ -49,6 +49,7 @@ class TrainOptions:
     teacher: list[str] | None = None
     distill_alpha: float = 0.5
     distill_temperature: float = 1.0
+    distill_calibrate: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
@@ -215,12 +216,15 @@ def train_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     soft = None
     if options.teacher:
-        from .distill import load_or_compute, relative_file
+        from .distill import calibrate_per_source, load_or_compute, relative_file
 
         if teacher is None:
             teacher = load_or_compute(out_dir / "teacher.json", data_root, split.train + split.val, options.teacher)
-        soft = tuple(teacher.p_real([relative_file(s, data_root) for s in side], options.distill_temperature)
-                     for side in (split.train, split.val))
+        seen = split.train + split.val
+        p = teacher.p_real([relative_file(s, data_root) for s in seen], options.distill_temperature)
+        if options.distill_calibrate:
+            p = calibrate_per_source(p, _labels(seen), [s.source for s in seen])
+        soft = (p[:len(split.train)], p[len(split.train):])
     cache = {} if cache is None else cache
     x_train, x_val, x_test = (load_images(side, preprocessing, cache) for side in (split.train, split.val, split.test))
     y_train, y_val = _labels(split.train), _labels(split.val)
