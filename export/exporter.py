@@ -19,6 +19,7 @@ from ..runtime.backends import open_model
 from ..runtime.backends.base import TensorInfo
 from ..runtime.detector import FACE_DETECTOR_DIR, MODEL_FILES
 from ..runtime.errors import LivenessEdgeError, ManifestError, ModelError
+from ..runtime.landmarks import LANDMARK_MODEL_FILES
 from ..runtime.manifest import DetectorEntry, Manifest, ModelEntry, TensorSpec, sha256_of
 from ..runtime.preprocessing import Preprocessing
 from .calibration import CropSet, load_crops, pick, representative_inputs, samples_in_dir, samples_of_run
@@ -28,7 +29,8 @@ from .to_tflite import TFLITE_INT8_SETTINGS, keras_to_tflite
 from .tools import first_line, tool_versions
 from .tune import Choice, tune_onnx, tune_tflite
 from .verify import (
-    DetectorCheck, FileCheck, Scores, check_detector, check_file, enforce_limits, keras_p_real, markdown,
+    DetectorCheck, FileCheck, Scores, check_detector, check_file, check_landmarks, enforce_limits, keras_p_real,
+    markdown,
     measure_latency, open_liveness, scores,
 )
 
@@ -241,28 +243,34 @@ def model_entry(
     )
 
 
+def _check_converted(variant: str, reference: Path, converted: Path, images: list, label: str) -> DetectorCheck:
+    if variant in LANDMARK_MODEL_FILES:
+        return check_landmarks(reference, converted, images, label)
+    return check_detector(reference, converted, images, variant, label)
+
+
 def export_detectors(out: Path, staging: Path, options: ExportOptions, images: list,
                      bar: tqdm) -> tuple[list[DetectorEntry], list[tuple[Path, Path]]]:
-    """Both BlazeFace variants: the shipped .tflite as is, plus an ONNX conversion checked against it.
-    Returns the entries and the (staged, final) file moves."""
+    """Both BlazeFace variants and the landmark models (face mesh, iris): the shipped .tflite as is, plus an
+    ONNX conversion checked against it. Returns the entries and the (staged, final) file moves."""
     entries, moves = [], []
-    for variant, file_name in MODEL_FILES.items():
+    for variant, file_name in {**MODEL_FILES, **LANDMARK_MODEL_FILES}.items():
         bar.set_description(f"detector {variant}")
         tflite = FACE_DETECTOR_DIR / file_name
-        rel_onnx = f"detector/blazeface_{variant}.onnx"
+        name = Path(file_name).stem if variant in LANDMARK_MODEL_FILES else f"blazeface_{variant}"
+        rel_onnx = f"detector/{name}.onnx"
         staged = staging / Path(rel_onnx).name
         try:
             tflite_to_onnx(tflite, staged, options.opset)
         except Exception as e:
             raise ExportError(f"detector {variant}: ONNX conversion failed: {first_line(e)}") from None
-        check = check_detector(tflite, staged, images, variant, rel_onnx)
+        check = _check_converted(variant, tflite, staged, images, rel_onnx)
         if check.max_rel_diff > DETECTOR_TOLERANCE or not check.same_faces:
             raise ExportError(f"detector {variant}: ONNX differs from the .tflite (max relative |Δ| "
                               f"{check.max_rel_diff:.2g}, same faces: {check.same_faces}); nothing shipped")
         rel_tflite = Path(os.path.relpath(tflite, out)).as_posix()
-        entries.append(DetectorEntry(f"blazeface_{variant}", variant, "tflite", rel_tflite, sha256_of(tflite),
-                                     tflite.stat().st_size))
-        entries.append(DetectorEntry(f"blazeface_{variant}", variant, "onnx", rel_onnx, sha256_of(staged),
+        entries.append(DetectorEntry(name, variant, "tflite", rel_tflite, sha256_of(tflite), tflite.stat().st_size))
+        entries.append(DetectorEntry(name, variant, "onnx", rel_onnx, sha256_of(staged),
                                      staged.stat().st_size,
                                      {**_detector_verification(check), "reference": rel_tflite,
                                       "opset": options.opset}))
@@ -304,7 +312,8 @@ def export_models(run_dirs: list[Path], options: ExportOptions) -> ExportResult:
     for run_dir in run_dirs:
         read_config(run_dir)  # fail on a bad run before converting anything
     with_detectors = options.detector and "onnx" in options.formats
-    steps = len(run_dirs) * (len(options.formats) * len(options.precisions) + 1) + 2 * with_detectors
+    steps = (len(run_dirs) * (len(options.formats) * len(options.precisions) + 1)
+             + (len(MODEL_FILES) + len(LANDMARK_MODEL_FILES)) * with_detectors)
     staging = out / STAGING
     shutil.rmtree(staging, ignore_errors=True)
     entries: list[ModelEntry] = []
@@ -366,7 +375,7 @@ def verify_models(run_dirs: list[Path], options: ExportOptions) -> ExportResult:
 def recheck_detector(manifest: Manifest, entry: DetectorEntry, images: list) -> DetectorEntry:
     """An ONNX detector against the manifest's .tflite of the same variant, both sha256-checked."""
     reference = manifest.verified_path(manifest.detector(entry.variant, "tflite"))
-    check = check_detector(reference, manifest.verified_path(entry), images, entry.variant, entry.file)
+    check = _check_converted(entry.variant, reference, manifest.verified_path(entry), images, entry.file)
     if check.max_rel_diff > DETECTOR_TOLERANCE or not check.same_faces:
         raise ExportError(f"{entry.file} no longer matches its .tflite (max relative |Δ| {check.max_rel_diff:.2g})")
     return replace(entry, verification={**entry.verification, **_detector_verification(check)})

@@ -24,6 +24,7 @@ LANDMARK_FILE = "face_landmark.tflite"
 IRIS_FILE = "iris_landmark.tflite"
 LANDMARK_VARIANT = "landmarks"  # their variants in the manifest's list of detector files
 IRIS_VARIANT = "iris"
+LANDMARK_MODEL_FILES = {LANDMARK_VARIANT: LANDMARK_FILE, IRIS_VARIANT: IRIS_FILE}
 N_POINTS = 468
 N_EYE_POINTS = 71
 ROI_SCALE = 1.5
