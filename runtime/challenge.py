@@ -6,7 +6,9 @@ Signals per frame, from the 468-point face mesh (``runtime/landmarks.py``):
   EAR over the track's recent frontal frames; ~1 open, ~0.2-0.4 shut, whatever the person's eye shape;
 - yaw and pitch in degrees: the nose tip's offset between the two cheek contour points (yaw) or the forehead
   and chin points (pitch), measured along the face's own eye axis, as ``atan((a - b) / (a + b))`` (exact
-  for points on a cylinder turning about its axis), minus the track's pose at the start of the challenge.
+  for points on a cylinder turning about its axis), divided by the gain that reading has when the face mesh
+  of a frontal sample face is turned in 3D by known angles (yaw reads 1.35x, the nose stands out of the
+  cylinder; pitch 0.43x, forehead and chin turn with the nose), minus the track's pose at the start.
 Events come from these with hysteresis (closed below one level, open again above a higher one), and the
 ``Challenge`` state machine turns events into pass / fail. The passive path never runs any of this.
 """
@@ -32,11 +34,13 @@ PROMPTS = {"blink": "blink", "left": "turn your head to your left", "right": "tu
 
 # Why a challenge failed.
 TIMEOUT = "timeout"  # the current action was not done within the timeout (or no usable face at the start)
-WRONG_ACTION = "wrong_action"  # a turn other than the one asked for (a blink is never wrong: people blink)
+WRONG_ACTION = "wrong_action"  # another turn of the challenge's set than the one asked for (blinks and turns
+# outside the set are never wrong: people blink and nod)
 TRACK_LOST = "track_lost"  # another track replaced the one that started the challenge
 MULTIPLE_FACES = "multiple_faces"  # more than one face in view after the challenge started
 SPOOF = "spoof"  # the passive decision of the challenged face was spoof
 REASONS = (TIMEOUT, WRONG_ACTION, TRACK_LOST, MULTIPLE_FACES, SPOOF)
+YAW_GAIN, PITCH_GAIN = 1.35, 0.43  # geometry reading / true angle, 10-40 degrees (tests/test_challenge.py)
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,12 @@ class SignalOptions:
 
     close_below: float = 0.5
     open_above: float = 0.75
-    turn_on_deg: float = 20.0
-    turn_off_deg: float = 10.0
-    pitch_on_deg: float = 15.0
-    pitch_off_deg: float = 7.0
-    blink_max_yaw_deg: float = 12.0
-    blink_max_pitch_deg: float = 10.0
+    turn_on_deg: float = 15.0
+    turn_off_deg: float = 7.0
+    pitch_on_deg: float = 20.0
+    pitch_off_deg: float = 10.0
+    blink_max_yaw_deg: float = 10.0
+    blink_max_pitch_deg: float = 20.0
     baseline_frames: int = 60
     calibration_frames: int = 5
     min_presence: float = 0.5
@@ -90,7 +94,7 @@ def head_pose(points: np.ndarray) -> tuple[float, float]:
     nose = p[NOSE_TIP]
     yaw = _offset_angle(float((nose - p[RIGHT_CHEEK]) @ u), float((p[LEFT_CHEEK] - nose) @ u))
     pitch = _offset_angle(float((p[CHIN] - nose) @ v), float((nose - p[FOREHEAD]) @ v))
-    return yaw, pitch
+    return yaw / YAW_GAIN, pitch / PITCH_GAIN
 
 
 class SignalTracker:
@@ -272,7 +276,7 @@ class Challenge:
                 self._asked = t
                 if self.index == len(self.actions):
                     return self._finish(t, None, tuple(events), signals)
-            elif event != "blink":
+            elif event != "blink" and event in self.options.actions:
                 return self._finish(t, WRONG_ACTION, tuple(events), signals)
         if t - self._asked > self.options.timeout_s:
             return self._finish(t, TIMEOUT, tuple(events), signals)
