@@ -39,7 +39,8 @@ WRONG_ACTION = "wrong_action"  # another turn of the challenge's set than the on
 TRACK_LOST = "track_lost"  # another track replaced the one that started the challenge
 MULTIPLE_FACES = "multiple_faces"  # more than one face in view after the challenge started
 SPOOF = "spoof"  # the passive decision of the challenged face was spoof
-REASONS = (TIMEOUT, WRONG_ACTION, TRACK_LOST, MULTIPLE_FACES, SPOOF)
+ENDED = "ended"  # the source ended (or the run stopped) before the challenge was decided
+REASONS = (TIMEOUT, WRONG_ACTION, TRACK_LOST, MULTIPLE_FACES, SPOOF, ENDED)
 YAW_GAIN, PITCH_GAIN = 1.35, 0.43  # geometry reading / true angle, 10-40 degrees (tests/test_challenge.py)
 
 
@@ -281,6 +282,10 @@ class Challenge:
         if t - self._asked > self.options.timeout_s:
             return self._finish(t, TIMEOUT, tuple(events), signals)
         return self._status(t, tuple(events), signals)
+
+    def stop(self, t: float) -> ChallengeStatus:
+        """End an undecided challenge (the source ran out): failed, ``ended``."""
+        return self._status(t) if self.result is not None else self._finish(t, ENDED)
 
     def _finish(self, t: float, reason: str | None, events: tuple[str, ...] = (),
                 signals: Signals | None = None) -> ChallengeStatus:

@@ -19,6 +19,8 @@ import numpy as np
 
 from .backends import Backend, open_model
 from .detector import FACE_DETECTOR_DIR
+from .errors import ManifestError
+from .manifest import Manifest
 
 LANDMARK_FILE = "face_landmark.tflite"
 IRIS_FILE = "iris_landmark.tflite"
@@ -151,3 +153,16 @@ class LandmarkModel:
         raw = self.iris.outputs[self._eye_out].dequantize(outputs[self._eye_out]).reshape(N_EYE_POINTS, 3)
         contour = raw[: len(EYE_CONTOURS[eye]), :2]
         points[list(EYE_CONTOURS[eye]), :2] = contour @ inverse[:, :2].T + inverse[:, 2]
+
+
+def landmarks_from_manifest(manifest: Manifest, backends: list[str], threads: int = 1) -> LandmarkModel:
+    """The manifest's face mesh and iris files (sha256-checked) on the first of ``backends`` that has both."""
+    for backend in backends:
+        try:
+            mesh, iris = (manifest.detector(v, backend) for v in (LANDMARK_VARIANT, IRIS_VARIANT))
+        except ManifestError:
+            continue
+        return LandmarkModel(open_model(manifest.verified_path(mesh), threads),
+                             open_model(manifest.verified_path(iris), threads))
+    raise ManifestError(f"manifest has no face landmark + iris models for {' or '.join(backends)}; "
+                        "run export-models")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from liveness_edge.runtime.challenge import (MULTIPLE_FACES, SPOOF, TIMEOUT, TRACK_LOST, WRONG_ACTION, Challenge,
+from liveness_edge.runtime.challenge import (ENDED, MULTIPLE_FACES, SPOOF, TIMEOUT, TRACK_LOST, WRONG_ACTION, Challenge,
                                              ChallengeOptions, SignalTracker, eye_aspect_ratio, head_pose)
 from liveness_edge.runtime.detector import FaceDetector
 from liveness_edge.runtime.errors import UsageError
@@ -221,3 +221,11 @@ def test_draw_and_option_checks():
         ChallengeOptions(actions=("wink",))
     with pytest.raises(UsageError):
         ChallengeOptions(timeout_s=0)
+
+
+def test_a_source_that_ends_first_fails_with_ended(template):
+    challenge = Challenge(ChallengeOptions(seed=3))
+    run(challenge, Script(template).hold(0.5).frames)
+    status = challenge.stop(0.5)
+    assert status.state == "failed" and status.result.reason == ENDED
+    assert challenge.stop(0.6).result is status.result  # a decided challenge stays decided
