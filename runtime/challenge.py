@@ -18,7 +18,6 @@ import math
 import random
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from time import perf_counter
 
 import numpy as np
 
@@ -309,17 +308,26 @@ class Challenge:
 
 
 class ActiveChallenge:
-    """A ``Challenge`` plus the landmark model, run on the pipeline's tracked faces while it is undecided."""
+    """A ``Challenge`` plus the landmark models, run on the pipeline's tracked face while it is undecided."""
 
     def __init__(self, landmarks: LandmarkModel, options: ChallengeOptions = ChallengeOptions()) -> None:
         self.model = landmarks
         self.challenge = Challenge(options)
-        self.landmark_ms = 0.0  # landmark model time of the latest frame
+
+    @property
+    def done(self) -> bool:
+        return self.challenge.done
+
+    @property
+    def result(self) -> ChallengeResult | None:
+        return self.challenge.result
 
     def update(self, frame_bgr: np.ndarray, faces: list[FaceResult], t: float) -> ChallengeStatus:
-        a = perf_counter()
+        """Landmarks of the one face in view (none with two: that fails anyway), then the state machine."""
         marks = {}
         if not self.challenge.done and len(faces) == 1:
             marks = {faces[0].track: self.model.predict(frame_bgr, faces[0].box)}
-        self.landmark_ms = (perf_counter() - a) * 1e3
         return self.challenge.update(t, faces, marks)
+
+    def stop(self, t: float) -> ChallengeStatus:
+        return self.challenge.stop(t)

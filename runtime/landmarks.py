@@ -21,11 +21,11 @@ from .backends import Backend, open_model
 from .detector import FACE_DETECTOR_DIR
 from .errors import ManifestError
 from .manifest import Manifest
+from .types import LandmarkVariant
 
 LANDMARK_FILE = "face_landmark.tflite"
 IRIS_FILE = "iris_landmark.tflite"
-LANDMARK_VARIANT = "landmarks"  # their variants in the manifest's list of detector files
-IRIS_VARIANT = "iris"
+LANDMARK_VARIANT, IRIS_VARIANT = LandmarkVariant.MESH, LandmarkVariant.IRIS  # their manifest variants
 LANDMARK_MODEL_FILES = {LANDMARK_VARIANT: LANDMARK_FILE, IRIS_VARIANT: IRIS_FILE}
 N_POINTS = 468
 N_EYE_POINTS = 71
@@ -162,7 +162,7 @@ def landmarks_from_manifest(manifest: Manifest, backends: list[str], threads: in
             mesh, iris = (manifest.detector(v, backend) for v in (LANDMARK_VARIANT, IRIS_VARIANT))
         except ManifestError:
             continue
-        return LandmarkModel(open_model(manifest.verified_path(mesh), threads),
-                             open_model(manifest.verified_path(iris), threads))
+        (mesh_path, mesh_bytes), (iris_path, iris_bytes) = manifest.verified_bytes(mesh), manifest.verified_bytes(iris)
+        return LandmarkModel(open_model(mesh_path, threads, mesh_bytes), open_model(iris_path, threads, iris_bytes))
     raise ManifestError(f"manifest has no face landmark + iris models for {' or '.join(backends)}; "
                         "run export-models")

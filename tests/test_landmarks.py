@@ -5,10 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from liveness_edge.runtime.backends import open_model
 from liveness_edge.runtime.detector import FaceDetector
 from liveness_edge.runtime.landmarks import (EYE_CONTOURS, LEFT_EYE, NOSE_TIP, RIGHT_EYE, LandmarkModel,
-                                             Landmarks)
+                                             Landmarks, landmarks_from_manifest)
 from liveness_edge.runtime.manifest import DEFAULT_MANIFEST, Manifest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,10 +26,7 @@ def tflite() -> LandmarkModel:
 
 @pytest.fixture(scope="module")
 def onnx() -> LandmarkModel:
-    manifest = Manifest.load(DEFAULT_MANIFEST)
-    mesh = manifest.verified_path(manifest.detector("landmarks", "onnx"))
-    iris = manifest.verified_path(manifest.detector("iris", "onnx"))
-    return LandmarkModel(open_model(mesh), open_model(iris))
+    return landmarks_from_manifest(Manifest.load(DEFAULT_MANIFEST), ["onnx"])
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +41,7 @@ def samples(detector):
 def test_onnx_and_tflite_agree_on_sample_faces(samples, tflite, onnx):
     assert len(samples) == 4
     for name, image, face in samples:
+        assert onnx.backend.path.endswith(".onnx") and onnx.iris.path.endswith(".onnx")
         a, b = tflite.predict(image, face.box, face.keypoints), onnx.predict(image, face.box, face.keypoints)
         # 1e-3 of the face width: far below a landmark's own jitter, far above float32 round-off
         assert np.abs(a.points[:, :2] - b.points[:, :2]).max() < 1e-3 * face.width, name
