@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import UsageError
 from .landmarks import (CHIN, FOREHEAD, LEFT_CHEEK, LEFT_EYE, NOSE_TIP, RIGHT_CHEEK, RIGHT_EYE, LandmarkModel,
                         Landmarks)
 from .types import FaceResult
@@ -165,9 +164,9 @@ class ChallengeOptions:
     def __post_init__(self) -> None:
         bad = [a for a in self.actions if a not in ACTIONS]
         if bad or not self.actions:
-            raise UsageError(f"challenge actions must be from {','.join(ACTIONS)} (got {','.join(self.actions)})")
+            raise ValueError(f"challenge actions must be from {','.join(ACTIONS)} (got {','.join(self.actions)})")
         if self.timeout_s <= 0 or (self.count is not None and self.count < 1):
-            raise UsageError("challenge timeout must be > 0 s and the action count >= 1")
+            raise ValueError("challenge timeout must be > 0 s and the action count >= 1")
 
     def draw(self) -> tuple[str, ...]:
         """The random sequence: a shuffle of the set, continued without immediate repeats if longer."""

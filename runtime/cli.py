@@ -33,6 +33,7 @@ from .errors import (
     run_cli,
     signals_deferred,
 )
+from .challenge import DEFAULT_ACTIONS, ChallengeOptions, ChallengeResult
 from .manifest import ARTIFACTS_DIR, DEFAULT_MANIFEST, Manifest
 from .output import ImageSaver, JsonlWriter, RunSummary, VideoWriter, Window, display_problem
 from .overlay import draw
@@ -45,6 +46,7 @@ from .types import BACKEND_CHOICES, DetectorVariant, FrameResult, Precision, Run
 
 PROG = "liveness-edge"
 SAMPLES_DIR = ARTIFACTS_DIR / "samples"
+CHALLENGE_FAILED_EXIT = 12
 EXIT_CODES = {
     0: "success",
     1: "unexpected internal error",
@@ -56,6 +58,7 @@ EXIT_CODES = {
     SourceLost.exit_code: "camera or stream disconnected during the run",
     DisplayError.exit_code: "--display asked for but no window can be opened",
     OutputError.exit_code: "output file or folder cannot be written",
+    CHALLENGE_FAILED_EXIT: "--challenge failed (the reason is on stderr and in the JSONL)",
     INTERRUPTED_EXIT_CODE: "interrupted (Ctrl-C or SIGTERM); outputs are closed first",
 }
 log = logging.getLogger("liveness_edge")
@@ -77,6 +80,7 @@ class RunOptions:
     quiet: bool = False
     demo: bool = False
     debug: bool = False
+    challenge: ChallengeOptions | None = None
 
 
 def _say(message: str, quiet: bool = False) -> None:
@@ -194,6 +198,8 @@ def run(options: RunOptions) -> RunSummary:
     try:
         with _native_info_hidden(not options.debug), signals_deferred():
             pipeline = LivenessPipeline.from_manifest(options.manifest, options.pipeline)
+            if options.challenge is not None:
+                pipeline.start_challenge(options.challenge)
         _say(pipeline.description, options.quiet)
         if not pipeline.verified and options.quiet:  # the library's warning is hidden by --quiet; this is not
             _say(f"WARNING: {options.pipeline.model_path} runs unverified (--allow-unverified)", quiet=False)
@@ -201,9 +207,11 @@ def run(options: RunOptions) -> RunSummary:
         outputs = _Outputs(options, source.fps)
         bar = _progress(source.length, not source.live and not still and not options.quiet)
         fps, last = 0.0, summary.start()
+        clock = time.monotonic  # a challenge's timeouts: real time live, the recording's own time for files
         for frame in source.frames():
             image = rotate(frame.image, options.rotate)
-            result = pipeline.process(image, frame.source, frame.index, frame.capture_ms)
+            t = clock() if source.live or not source.fps else frame.index / source.fps
+            result = pipeline.process(image, frame.source, frame.index, frame.capture_ms, t)
             summary.add(result)
             now = time.perf_counter()
             rate = 1.0 / max(now - last, 1e-6)
@@ -214,6 +222,10 @@ def run(options: RunOptions) -> RunSummary:
                 bar.update(1)
             if options.max_frames and summary.frames >= options.max_frames:
                 break
+            if result.challenge is not None and result.challenge.result is not None:
+                break
+        if pipeline.challenge is not None:
+            summary.challenge = pipeline.challenge.stop(t if summary.frames else 0.0).result
     finally:
         summary.skipped = len(getattr(source, "skipped", []))
         summary.dropped = getattr(source, "dropped", 0)
@@ -296,6 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dark", type=float, default=qo.dark_mean, help="uncertain if the face's mean grey is below this")
     d.add_argument("--min-sharpness", type=float, default=qo.min_sharpness,
                    help="uncertain if the face is blurrier than this")
+    c = p.add_argument_group("active challenge (camera, stream or video)")
+    c.add_argument("--challenge", nargs="?", const=",".join(DEFAULT_ACTIONS), metavar="ACTIONS",
+                   help="ask for random actions from this comma list of blink,left,right,up,down (default "
+                   "blink,left,right); exit 0 if passed, 12 if not")
+    c.add_argument("--challenge-timeout", type=float, default=ChallengeOptions.timeout_s, metavar="S",
+                   help="seconds allowed per action (default %(default)s)")
+    c.add_argument("--challenge-count", type=int, metavar="N", help="actions to ask (default: each once)")
+    c.add_argument("--challenge-seed", type=int, metavar="N", help="fixed random order (tests, audits)")
     o = p.add_argument_group("output")
     o.add_argument("--jsonl", metavar="FILE|-", help="one JSON object per frame ('-' = stdout)")
     o.add_argument("--output", metavar="FILE.mp4", help="write the annotated video")
@@ -345,8 +365,33 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     return RunOptions(
         source=spec, pipeline=pipeline, manifest=args.manifest, rotate=args.rotate, jsonl=args.jsonl,
         output=args.output, save_dir=args.save_dir, display=args.display, max_frames=args.max_frames,
-        quiet=args.quiet, demo=args.demo, debug=args.debug,
+        quiet=args.quiet, demo=args.demo, debug=args.debug, challenge=_challenge_options(args, kind),
     )
+
+
+def _challenge_options(args: argparse.Namespace, kind: str) -> ChallengeOptions | None:
+    if args.challenge is None:
+        return None
+    if kind == "images":
+        raise UsageError("--challenge needs a camera, a stream or a video: one picture cannot blink")
+    try:
+        return ChallengeOptions(tuple(a.strip() for a in args.challenge.split(",") if a.strip()),
+                                args.challenge_count, args.challenge_timeout, args.challenge_seed)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+
+
+def _challenge_exit(result: ChallengeResult | None, quiet: bool) -> int:
+    """0 when the challenge passed, else ``CHALLENGE_FAILED_EXIT`` with one line saying why."""
+    if result is not None and result.passed:
+        times = ", ".join(f"{a} {t:.1f} s" for a, t in zip(result.actions, result.times_s))
+        _say(f"challenge passed: {times}", quiet)
+        return 0
+    if result is not None:
+        done = [a for a, t in zip(result.actions, result.times_s) if t is not None]
+        _say(f"challenge failed: {result.reason} (asked {', '.join(result.actions)}; done: "
+             f"{', '.join(done) or 'nothing'})", quiet)
+    return CHALLENGE_FAILED_EXIT
 
 
 def _configure_logging(quiet: bool, debug: bool) -> None:
@@ -374,9 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         options = options_from_args(args)
         if args.demo:
             run_demo(options, [args.model] if args.model else None)
-        else:
-            run(options)
-        return 0
+            return 0
+        summary = run(options)
+        return 0 if options.challenge is None else _challenge_exit(summary.challenge, options.quiet)
 
     return run_cli(PROG, body, debug=args.debug)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import DisplayError, OutputError
 from .smoothing import DECISIONS
+from .challenge import ChallengeResult
 from .types import FrameResult
 
 STAGES = ("capture", "detect", "crop", "infer", "decide", "liveness", "total")
@@ -28,7 +29,7 @@ VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", 
 def frame_record(result: FrameResult) -> dict:
     """The documented JSONL object for one frame (times in ms, box in frame pixels)."""
     t = result.times
-    return {
+    record = {
         "source": result.source,
         "frame": int(result.frame),
         "time_ms": {
@@ -50,6 +51,10 @@ def frame_record(result: FrameResult) -> dict:
             for f in result.faces
         ],
     }
+    if result.challenge is not None:  # only while an active challenge runs (``--challenge``)
+        record["time_ms"]["landmarks"] = round(t.landmarks, 3)
+        record["challenge"] = result.challenge.to_dict()
+    return record
 
 
 class JsonlWriter:
@@ -195,6 +200,7 @@ class RunSummary:
     dropped: int = 0
     started: float = field(default_factory=time.perf_counter)
     ended: float | None = None
+    challenge: ChallengeResult | None = None
 
     def start(self) -> float:
         """Restart the clock (after model loading, so FPS covers frames only); returns the start time."""
