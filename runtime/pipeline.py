@@ -214,16 +214,16 @@ class LivenessPipeline:
     ) -> ActiveChallenge:
         """Start an active challenge (``runtime/challenge.py``) on the coming frames of this stream: until it is
         decided, the landmark models run on the tracked face and ``FrameResult.challenge`` says what to do next.
-        ``landmarks`` defaults to the manifest's files, on LiteRT first under ``auto`` (4-5x faster than ONNX
-        Runtime for these models on x86). Raises ``ValueError`` in image mode: one picture cannot blink."""
+        ``landmarks`` defaults to the manifest's files on LiteRT when it is installed, whatever ``backend`` says
+        (4-5x faster than ONNX Runtime for these two models on x86, see face_detector/README.md), else ONNX.
+        Raises ``ValueError`` in image mode: one picture cannot blink."""
         if self.options.running_mode == RunningMode.IMAGE:
             raise ValueError("a challenge needs the video or live_stream running mode: one picture cannot blink")
         if landmarks is None:
             if self.manifest is None:
                 raise ValueError("pass landmarks=...: this pipeline was not loaded from a manifest")
             if self._landmarks is None:
-                auto = self.options.backend == AUTO
-                order = [ModelFormat.TFLITE, ModelFormat.ONNX] if auto else [ModelFormat(self.options.backend)]
+                order = [ModelFormat.TFLITE, ModelFormat.ONNX]
                 usable = [b for b in order if b in installed_backends()] or order
                 self._landmarks = landmarks_from_manifest(self.manifest, usable, self.options.threads)
             landmarks = self._landmarks
