@@ -262,12 +262,13 @@ class LivenessPipeline:
             crop_s += b - a
             infer_s += c - b
             decide_s += perf_counter() - c
-        status, t_challenge = None, perf_counter()
+        status, challenge_s = None, 0.0
         if self.challenge is not None and not self.challenge.done:
-            status = self.challenge.update(frame_bgr, faces, t_challenge if timestamp_s is None else timestamp_s)
-        end = perf_counter()
+            c = perf_counter()
+            status = self.challenge.update(frame_bgr, faces, c if timestamp_s is None else timestamp_s)
+            challenge_s = perf_counter() - c
         times = StageTimes.measured(
-            capture_ms, (end - t0) * 1e3, (t_detect - t0) * 1e3, crop_s * 1e3, infer_s * 1e3, decide_s * 1e3,
-            (end - t_challenge) * 1e3,
+            capture_ms, (perf_counter() - t0) * 1e3, (t_detect - t0) * 1e3, crop_s * 1e3, infer_s * 1e3,
+            decide_s * 1e3, challenge_s * 1e3,
         )
         return FrameResult(source, index, faces, times, status)

@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from liveness_edge.runtime.challenge import (SPOOF, TIMEOUT, WRONG_ACTION, Challenge, ChallengeOptions,
-                                             SignalTracker)
+from liveness_edge.runtime.challenge import SPOOF, TIMEOUT, WRONG_ACTION, ChallengeOptions, SignalTracker
 from liveness_edge.runtime.cli import CHALLENGE_FAILED_EXIT, main
 from liveness_edge.runtime.detector import FaceDetector
 from liveness_edge.runtime.landmarks import LandmarkModel
+from liveness_edge.runtime.pipeline import LivenessPipeline, PipelineOptions
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTO = REPO / "artifacts" / "samples" / "spoof" / "image_F1.jpg"  # a printed photo, photographed
@@ -87,6 +87,25 @@ def test_a_printed_photo_never_passes_a_blink(tmp_path):
     result = lines[-1]["result"]
     assert not result["passed"] and result["reason"] in (TIMEOUT, SPOOF)
     assert not any("blink" in line["events"] for line in lines)
+
+
+def test_without_a_challenge_the_passive_path_is_unchanged():
+    pipeline = LivenessPipeline.from_manifest(options=PipelineOptions(running_mode="video"))
+    frame = cv2.resize(cv2.imread(str(PHOTO)), (480, 640))
+    result = pipeline.process(frame, frame_index=0)
+    assert result.faces and result.challenge is None and result.times.landmarks == 0.0
+    assert pipeline._landmarks is None  # the landmark models were never even loaded
+    pipeline.start_challenge(ChallengeOptions(actions=("blink",), timeout_s=1.0))
+    result = pipeline.process(frame, frame_index=1, timestamp_s=0.0)
+    assert result.challenge.state == "waiting" and result.times.landmarks > 0
+    assert pipeline.process(frame, frame_index=2, timestamp_s=5.0).challenge.result.reason in (TIMEOUT, SPOOF)
+    assert pipeline.process(frame, frame_index=3, timestamp_s=5.1).challenge is None  # decided: landmarks stop
+
+
+def test_a_challenge_needs_a_video_mode():
+    pipeline = LivenessPipeline.from_manifest()
+    with pytest.raises(ValueError, match="one picture cannot blink"):
+        pipeline.start_challenge()
 
 
 def test_challenge_with_image_is_a_usage_error(capsys):
