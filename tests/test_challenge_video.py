@@ -8,11 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from liveness_edge.runtime.challenge import SPOOF, TIMEOUT, WRONG_ACTION, ChallengeOptions, SignalTracker
+from liveness_edge.runtime.challenge import (SPOOF, TIMEOUT, WRONG_ACTION, Challenge, ChallengeOptions,
+                                             SignalTracker)
 from liveness_edge.runtime.cli import CHALLENGE_FAILED_EXIT, main
 from liveness_edge.runtime.detector import FaceDetector
 from liveness_edge.runtime.landmarks import LandmarkModel
 from liveness_edge.runtime.pipeline import LivenessPipeline, PipelineOptions
+from liveness_edge.runtime.types import FaceResult
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTO = REPO / "artifacts" / "samples" / "spoof" / "image_F1.jpg"  # a printed photo, photographed
@@ -50,8 +52,9 @@ def printed_photo_video(photo: np.ndarray, path: Path, seconds: float = 6.0, fps
     return path
 
 
-def frame_signals(video: Path) -> list[tuple[int, list[str], float]]:
-    """(frame, events, lower eye openness) of the largest face on every frame, detector + landmarks only."""
+def frame_signals(video: Path, challenges: tuple[Challenge, ...] = ()) -> list[tuple[int, list[str], float]]:
+    """(frame, events, lower eye openness) of the largest face on every frame, detector + landmarks only;
+    ``challenges`` are fed the same landmarks as if the passive decision were always ``real``."""
     detector, landmarks, tracker = FaceDetector.from_file(), LandmarkModel.from_file(), SignalTracker()
     capture = cv2.VideoCapture(str(video))
     out, index = [], 0
@@ -62,8 +65,13 @@ def frame_signals(video: Path) -> list[tuple[int, list[str], float]]:
         faces = detector.detect(frame)
         if faces:
             face = max(faces, key=lambda f: f.width)
-            signals, events = tracker.update(landmarks.predict(frame, face.box, face.keypoints).points)
+            marks = landmarks.predict(frame, face.box, face.keypoints)
+            signals, events = tracker.update(marks.points)
             out.append((index, events, min(signals.open_right or 1.0, signals.open_left or 1.0)))
+            seen = FaceResult(1, face.box, face.score, 0.9, 0.9, "real")
+            for challenge in challenges:
+                if not challenge.done:
+                    challenge.update(index / capture.get(cv2.CAP_PROP_FPS), [seen], {1: marks})
         index += 1
     capture.release()
     return out
@@ -75,10 +83,12 @@ def challenge_lines(jsonl: Path) -> list[dict]:
 
 def test_a_printed_photo_never_passes_a_blink(tmp_path):
     video = printed_photo_video(cv2.imread(str(PHOTO)), tmp_path / "photo.mp4")
-    signals = frame_signals(video)
+    fooled = Challenge(ChallengeOptions(actions=("blink",), timeout_s=4.0))  # as if the passive model said real
+    signals = frame_signals(video, (fooled,))
     assert len(signals) == 180  # the photo's face is found in every frame
     assert [e for _, events, _ in signals for e in events] == []  # no blink, and no turn from the tilting
     assert min(o for _, _, o in signals) > 0.8
+    assert fooled.result.reason == TIMEOUT
     jsonl = tmp_path / "photo.jsonl"
     code = main(["--video", str(video), "--challenge", "blink", "--challenge-timeout", "4", "--jsonl", str(jsonl),
                  "--no-display", "--quiet"])
@@ -118,11 +128,16 @@ def test_jomariya_real_clip(shared_data, tmp_path):
     """A hand-held selfie video of one young man: the signals see his turns and his blink, and the recording,
     which turns when it turns, fails every order of a blink/left/right challenge."""
     clip = shared_data / CLIP
-    signals = frame_signals(clip)
+    orders = {}
+    for seed in range(100):  # one challenge per order of the three actions
+        orders.setdefault(ChallengeOptions(timeout_s=10.0, seed=seed).draw(), seed)
+    fooled = tuple(Challenge(ChallengeOptions(timeout_s=10.0, seed=seed)) for seed in orders.values())
+    signals = frame_signals(clip, fooled)  # as if the passive model said real throughout
     events = {e: [i for i, ev, _ in signals if e in ev] for e in ("blink", "left", "right")}
     assert len(signals) == 800
     assert any(595 <= i <= 610 for i in events["blink"])  # the one clearly visible blink (frames 598-600)
     assert events["left"] and events["right"]
+    assert len(fooled) == 6 and all(c.result.reason == WRONG_ACTION for c in fooled)
     jsonl = tmp_path / "clip.jsonl"
     code = main(["--video", str(clip), "--challenge", "blink,left,right", "--challenge-timeout", "10",
                  "--challenge-seed", "0", "--jsonl", str(jsonl), "--no-display", "--quiet"])
