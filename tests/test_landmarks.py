@@ -94,3 +94,22 @@ def test_no_face_in_the_roi_gives_low_presence(tflite):
     marks = tflite.predict(wall, (200.0, 150.0, 400.0, 350.0))
     assert isinstance(marks, Landmarks) and marks.points.shape == (468, 3)
     assert marks.presence < 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["landmarks", "iris"])
+def test_export_converts_the_landmark_models_and_checks_them_against_the_tflite(tmp_path, variant):
+    pytest.importorskip("tf2onnx", reason="the conversion needs the [train] extra")
+    from liveness_edge.export.to_onnx import tflite_to_onnx
+    from liveness_edge.export.verify import check_landmarks
+    from liveness_edge.runtime.detector import FACE_DETECTOR_DIR
+    from liveness_edge.runtime.landmarks import LANDMARK_MODEL_FILES
+
+    tflite = FACE_DETECTOR_DIR / LANDMARK_MODEL_FILES[variant]
+    onnx_path = tmp_path / f"{variant}.onnx"
+    tflite_to_onnx(tflite, onnx_path, 17)
+    faces = [cv2.imread(str(p)) for p in SAMPLES]
+    check = check_landmarks(tflite, onnx_path, faces, onnx_path.name)
+    assert check.n == 4 and check.max_rel_diff < 1e-4 and check.same_faces
+    # the point check does look: with no tolerance at all, float32 round-off between the runtimes shows
+    assert not check_landmarks(tflite, onnx_path, faces, onnx_path.name, max_point_px=0.0).same_faces
