@@ -16,3 +16,15 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip(f"needs the public face data at {SHARED_DATA} (absent on this machine)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def cli_logging_restored():
+    """``cli.main`` configures the package logger for its process; undo that after in-process calls, so later
+    tests' ``caplog`` still sees the package's warnings."""
+    import logging
+
+    logger = logging.getLogger("liveness_edge")
+    saved = logger.handlers[:], logger.propagate, logger.level
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved
