@@ -14,7 +14,7 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -37,7 +37,7 @@ from .challenge import DEFAULT_ACTIONS, ChallengeOptions, ChallengeResult
 from .manifest import ARTIFACTS_DIR, DEFAULT_MANIFEST, Manifest
 from .output import ImageSaver, JsonlWriter, RunSummary, VideoWriter, Window, display_problem
 from .overlay import draw
-from .pipeline import LivenessPipeline, PipelineOptions
+from .pipeline import MIN_DETECTOR_SCORE, LivenessPipeline, PipelineOptions
 from .quality import QualityOptions
 from .smoothing import SmoothingOptions
 from .sources import ROTATIONS, Frame, SourceSpec, open_source, rotate
@@ -81,6 +81,11 @@ class RunOptions:
     demo: bool = False
     debug: bool = False
     challenge: ChallengeOptions | None = None
+
+    def __post_init__(self) -> None:
+        """The source says how its frames relate (``SourceSpec.running_mode``); the pipeline follows it."""
+        if self.pipeline.running_mode != self.source.running_mode:
+            object.__setattr__(self, "pipeline", replace(self.pipeline, running_mode=self.source.running_mode))
 
 
 def _say(message: str, quiet: bool = False) -> None:
@@ -249,7 +254,7 @@ def run_demo(options: RunOptions, models: list[str] | None = None) -> list[RunSu
         _say(f"demo: {model} on the sample images in {SAMPLES_DIR} (see NOTICE.md there)", options.quiet)
         demo = replace(
             options, source=SourceSpec("images", str(SAMPLES_DIR)),
-            pipeline=replace(options.pipeline, model=model, running_mode=RunningMode.IMAGE),
+            pipeline=replace(options.pipeline, model=model),
             save_dir=str(Path(options.save_dir) / model) if options.save_dir else None, demo=True,
         )
         summaries.append(run(demo))
@@ -275,27 +280,29 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--width", type=int, help="camera width to request")
     cap.add_argument("--height", type=int, help="camera height to request")
     cap.add_argument("--fps", type=float, help="camera frame rate to request")
-    cap.add_argument("--every", type=int, default=1, metavar="N", help="video: process every Nth frame")
-    cap.add_argument("--rotate", type=int, default=0, choices=sorted(ROTATIONS), help="rotate frames clockwise")
-    cap.add_argument("--retries", type=int, default=5, help="stream reconnect attempts before giving up")
+    cap.add_argument("--every", type=int, default=SourceSpec.every, metavar="N", help="video: process every Nth frame")
+    cap.add_argument("--rotate", type=int, default=RunOptions.rotate, choices=sorted(ROTATIONS),
+                     help="rotate frames clockwise")
+    cap.add_argument("--retries", type=int, default=SourceSpec.retries, help="stream reconnect attempts before giving up")
     m = p.add_argument_group("model")
     po, so, qo = PipelineOptions, SmoothingOptions, QualityOptions
     m.add_argument("--model", help=f"liveness model named in the manifest (default {po.model}; --demo: all of them)")
     m.add_argument("--backend", choices=BACKEND_CHOICES, default=po.backend, help="auto: fastest per the manifest")
-    m.add_argument("--precision", choices=tuple(Precision), default=po.precision)
+    m.add_argument("--precision", choices=tuple(Precision), default=po.precision, help="int8: quantized, faster")
     m.add_argument("--threads", type=int, default=po.threads, help="inference and OpenCV threads (at most 4 per CPU)")
-    m.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
+    m.add_argument("--manifest", type=Path, default=RunOptions.manifest, help="which model files exist, and their sha256")
     m.add_argument("--model-path", metavar="FILE", help="a model file outside the manifest (needs --sha256 or "
                    "--allow-unverified)")
     m.add_argument("--sha256", metavar="HEX", help="expected sha256 of --model-path")
     m.add_argument("--allow-unverified", action="store_true", help="run --model-path without a checked sha256")
     m.add_argument("--detector", choices=tuple(DetectorVariant), default=po.detector, help="BlazeFace range")
-    m.add_argument("--min-detector-score", type=float, default=po.min_detector_score, help="0.1-1")
+    m.add_argument("--min-detector-score", type=float, default=po.min_detector_score,
+                   help=f"BlazeFace score to count as a face ({MIN_DETECTOR_SCORE}-1)")
     m.add_argument("--detect-every", type=int, default=po.detect_every, metavar="N",
                    help="video/camera: detect every N frames, track between")
     m.add_argument("--max-faces", type=int, default=po.max_faces, metavar="N", help="largest N faces (0: all)")
     d = p.add_argument_group("decision")
-    d.add_argument("--smoothing", choices=tuple(SmoothingMethod), default=so.method)
+    d.add_argument("--smoothing", choices=tuple(SmoothingMethod), default=so.method, help="per-track average of P(real)")
     d.add_argument("--alpha", type=float, default=so.alpha, help="EMA weight of the newest score")
     d.add_argument("--window", type=int, default=so.window, help="window length (frames)")
     d.add_argument("--margin", type=float, default=so.margin, help="hysteresis half-width around the model threshold")
@@ -321,10 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--output", metavar="FILE.mp4", help="write the annotated video")
     o.add_argument("--save-dir", metavar="DIR", help="write annotated images (named after the input)")
     shown = o.add_mutually_exclusive_group()
-    shown.add_argument("--display", dest="display", action="store_const", const="on", default="auto",
+    shown.add_argument("--display", dest="display", action="store_const", const="on", default=RunOptions.display,
                        help="require a window (error if none can open)")
     shown.add_argument("--no-display", dest="display", action="store_const", const="off", help="never open a window")
-    o.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames (0: no limit)")
+    o.add_argument("--max-frames", type=int, default=RunOptions.max_frames, metavar="N",
+                   help="stop after N frames (0: no limit)")
     o.add_argument("--quiet", action="store_true", help="only errors on stderr")
     o.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
     return p
@@ -342,6 +350,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         kind, target = "video", args.video
     else:
         kind, target = "images", args.image or ""
+    if args.model and not args.model_path and args.model not in (names := Manifest.load(args.manifest).model_names):
+        raise UsageError(f"--model {args.model!r} is not in the manifest; it has {', '.join(names) or 'no models'}")
     if (args.sha256 or args.allow_unverified) and not args.model_path:
         raise UsageError("--sha256 and --allow-unverified only go with --model-path")
     if args.every < 1 or args.retries < 0 or args.max_frames < 0:
@@ -354,7 +364,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         )
         quality = QualityOptions(args.min_face, args.min_inside, args.dark, args.min_sharpness)
         pipeline = PipelineOptions(
-            running_mode=spec.running_mode, model=args.model or PipelineOptions.model, backend=args.backend, precision=args.precision,
+            model=args.model or PipelineOptions.model, backend=args.backend, precision=args.precision,
             threads=args.threads, detector=args.detector, min_detector_score=args.min_detector_score,
             detect_every=args.detect_every, max_faces=args.max_faces, model_path=args.model_path,
             model_sha256=args.sha256, allow_unverified=args.allow_unverified, smoothing=smoothing, quality=quality,
