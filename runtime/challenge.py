@@ -27,6 +27,7 @@ from .types import FaceResult
 
 ACTIONS = ("blink", "left", "right", "up", "down")
 DEFAULT_ACTIONS = ("blink", "left", "right")
+MAX_ACTIONS = 20
 PROMPTS = {"blink": "blink", "left": "turn your head to your left", "right": "turn your head to your right",
            "up": "look up", "down": "look down"}
 
@@ -165,8 +166,10 @@ class ChallengeOptions:
         bad = [a for a in self.actions if a not in ACTIONS]
         if bad or not self.actions:
             raise ValueError(f"challenge actions must be from {','.join(ACTIONS)} (got {','.join(self.actions)})")
-        if self.timeout_s <= 0 or (self.count is not None and self.count < 1):
-            raise ValueError("challenge timeout must be > 0 s and the action count >= 1")
+        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise ValueError(f"challenge timeout must be a finite number of seconds > 0, not {self.timeout_s}")
+        if self.count is not None and not 1 <= self.count <= MAX_ACTIONS:
+            raise ValueError(f"challenge action count must be 1-{MAX_ACTIONS}, not {self.count}")
 
     def draw(self) -> tuple[str, ...]:
         """The random sequence: a shuffle of the set, continued without immediate repeats if longer."""

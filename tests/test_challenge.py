@@ -218,8 +218,9 @@ def test_draw_and_option_checks():
     assert len(long) == 6 and all(a != b for a, b in zip(long, long[1:]))
     with pytest.raises(ValueError):
         ChallengeOptions(actions=("wink",))
-    with pytest.raises(ValueError):
-        ChallengeOptions(timeout_s=0)
+    for bad in (dict(timeout_s=0), dict(timeout_s=float("nan")), dict(count=0), dict(count=10**6)):
+        with pytest.raises(ValueError):
+            ChallengeOptions(**bad)
 
 
 def test_a_source_that_ends_first_fails_with_ended(template):
