@@ -215,7 +215,7 @@ class ChallengeStatus:
     result: ChallengeResult | None = None
 
     def to_dict(self) -> dict:
-        d = {"state": self.state, "action": self.action, "index": self.index,
+        d = {"state": self.state, "prompt": self.prompt, "action": self.action, "index": self.index,
              "remaining_s": None if self.remaining_s is None else round(self.remaining_s, 2),
              "events": list(self.events)}
         if self.signals is not None:

@@ -19,9 +19,8 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
-def cli_logging_restored():
-    """``cli.main`` configures the package logger for its process; undo that after in-process calls, so later
-    tests' ``caplog`` still sees the package's warnings."""
+def restore_logging():
+    """``cli.main`` configures the package logger for its process; undo that after in-process calls."""
     import logging
 
     logger = logging.getLogger("liveness_edge")

@@ -19,7 +19,7 @@ from liveness_edge.runtime.types import FaceResult
 REPO = Path(__file__).resolve().parent.parent
 PHOTO = REPO / "artifacts" / "samples" / "spoof" / "image_F1.jpg"  # a printed photo, photographed
 CLIP = Path("jomariya") / "videos" / "real" / "real_1.mp4"
-pytestmark = pytest.mark.usefixtures("cli_logging_restored")  # these tests call the CLI's main in-process
+pytestmark = pytest.mark.usefixtures("restore_logging")  # these tests call the CLI's main in-process
 
 
 def printed_photo_video(photo: np.ndarray, path: Path, seconds: float = 6.0, fps: float = 30.0,

@@ -5,15 +5,29 @@ Outputs are softmax probabilities over ``LABELS`` (index 1 = real), the order th
 """
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import warnings
+from typing import Callable, Iterator
 
 import keras
 from keras import layers
+
+
 
 LABELS = ["spoof", "real"]
 BN_MOMENTUM = 0.9
 MODEL_NAMES = ("livenessnet", "mobilenetv3")
 DEFAULT_SIZES = {"livenessnet": 32, "mobilenetv3": 96}
+
+
+@contextlib.contextmanager
+def numpy2_deprecations_hushed() -> Iterator[None]:
+    """Keras 3 reads variables with ``np.array(variable)`` (saving, ``get_weights``, ReduceLROnPlateau), which
+    NumPy 2 flags as deprecated once per variable: Keras' issue and harmless. Hushed around those calls,
+    where it arises, rather than in the test configuration (it ended every test run with ~280 warnings)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "__array__ implementation doesn't accept a copy keyword", DeprecationWarning)
+        yield
 
 
 def _conv_block(x, filters: int):
