@@ -146,3 +146,19 @@ def test_jomariya_real_clip(shared_data, tmp_path):
     lines = challenge_lines(jsonl)
     assert lines[-1]["result"]["reason"] == WRONG_ACTION
     assert {line["result"]["track"] for line in lines if "result" in line} == {1}
+
+
+def test_a_camera_with_nobody_in_front_times_out_on_the_clock(monkeypatch, capsys, tmp_path):
+    from runtime_helpers import FakeCapture
+
+    from liveness_edge.runtime import cli
+    from liveness_edge.runtime.sources import CameraSource
+
+    monkeypatch.setattr(cli, "open_source", lambda spec: CameraSource(0, capture_factory=lambda i: FakeCapture()))
+    jsonl = tmp_path / "cam.jsonl"
+    code = main(["--camera", "0", "--challenge", "--challenge-timeout", "0.3", "--jsonl", str(jsonl), "--no-display"])
+    assert code == CHALLENGE_FAILED_EXIT  # the live source never ends: only the wall-clock timeout stops it
+    assert "challenge failed: timeout (asked" in capsys.readouterr().err
+    lines = challenge_lines(jsonl)
+    assert [line["state"] for line in lines[:-1]] == ["waiting"] * (len(lines) - 1)
+    assert lines[0]["prompt"] == "look at the camera" and lines[-1]["result"]["reason"] == TIMEOUT
