@@ -5,6 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
+from ..extras import require_train_extra
 from ..runtime.errors import run_cli
 from ..runtime.manifest import ARTIFACTS_DIR
 from .options import FORMATS, PRECISIONS, ExportOptions, OnnxQuantOptions
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     runs = args.runs or [ARTIFACTS_DIR / name for name in DEFAULT_RUNS]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if code := run_cli("export-models", lambda: require_train_extra("export-models")):
+        return code
     from .exporter import export_models, verify_models
 
     def body() -> int:

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..runtime.errors import LivenessEdgeError
+from ..extras import require_train_extra
+from ..runtime.errors import LivenessEdgeError, run_cli
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -90,6 +91,8 @@ def _compare(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ banner out of error output
+    if code := run_cli("liveness-train", lambda: require_train_extra("liveness-train")):
+        return code  # a device install: even --help needs Keras (the model choices)
     args = build_parser().parse_args(argv)
     handlers = {"fit": _fit, "loso": _loso, "compare": _compare}
     try:
