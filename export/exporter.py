@@ -342,7 +342,7 @@ VERIFIED_MANIFEST = "manifest.verified.json"
 
 
 def verify_models(run_dirs: list[Path], options: ExportOptions, manifest_path: Path) -> ExportResult:
-    """Re-check the files a manifest lists for these runs and its ONNX detectors (sha256 first) without
+    """Re-check the files a manifest lists for these runs and its ONNX detectors (sha256, then Keras) without
     writing beside them: the report and the manifest with refreshed numbers go to ``options.out``. A file that
     no longer matches is listed there as not verified, and raises once the report is written."""
     out = Path(options.out)
@@ -361,10 +361,10 @@ def verify_models(run_dirs: list[Path], options: ExportOptions, manifest_path: P
                     and m.precision in options.precisions]
             if not mine:
                 raise ManifestError(f"{manifest_path} lists no {run.name} files to verify; export first")
+            heldout = heldout_crops(run, options)
+            images = images or heldout.images[:DETECTOR_IMAGES]
             try:
                 files = {(m.format, m.precision): manifest.verified_path(m) for m in mine}
-                heldout = heldout_crops(run, options)
-                images = images or heldout.images[:DETECTOR_IMAGES]
                 verification = verify_files(run, files, heldout, options, bar)
             except (ModelError, ExportError) as e:
                 failures.append(e)
