@@ -17,7 +17,7 @@ from liveness_edge.export.options import ExportError, ExportOptions
 from liveness_edge.runtime.backends import open_model
 from liveness_edge.runtime.errors import ModelError
 from liveness_edge.runtime.liveness import LivenessModel
-from liveness_edge.runtime.manifest import Manifest
+from liveness_edge.runtime.manifest import ARTIFACTS_DIR, Manifest
 from liveness_edge.runtime.preprocessing import Preprocessing
 from liveness_edge.train.data import write_index_rows
 
@@ -225,6 +225,14 @@ def test_verify_is_read_only_and_reports_to_out(tiny_run, exported, tmp_path, ca
     code, err = _cli_error([*argv, "--out", str(shipped)], capsys)
     assert code == 2 and "only reads" in err
     assert _snapshot(shipped) == before
+
+
+def test_verify_never_writes_beside_the_shipped_manifest(capsys):
+    tracked = [ARTIFACTS_DIR / "manifest.json", ARTIFACTS_DIR / "verification.md"]
+    before = [(p.read_bytes(), p.stat().st_mtime_ns) for p in tracked]
+    code, err = _cli_error(["--verify", "--out", str(ARTIFACTS_DIR)], capsys)
+    assert code == 2 and "only reads" in err
+    assert [(p.read_bytes(), p.stat().st_mtime_ns) for p in tracked] == before
 
 
 @pytest.mark.slow
