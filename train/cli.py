@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Sequence
 
 from ..extras import require_train_extra
-from ..runtime.errors import LivenessEdgeError, run_cli
+from ..runtime.errors import UsageError, run_cli
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -95,15 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code  # a device install: even --help needs Keras (the model choices)
     args = build_parser().parse_args(argv)
     handlers = {"fit": _fit, "loso": _loso, "compare": _compare}
-    try:
-        handlers[args.command](args)
-    except LivenessEdgeError as e:
-        print(f"liveness-train: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except (ValueError, OSError) as e:
-        print(f"liveness-train: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("liveness-train: interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+    def body() -> int:
+        try:
+            handlers[args.command](args)
+        except ValueError as e:  # options dataclasses and data checks refuse what cannot work
+            raise UsageError(str(e)) from e
+        return 0
+
+    return run_cli("liveness-train", body)
