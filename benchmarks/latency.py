@@ -433,6 +433,7 @@ def build_matrix(options: MatrixOptions) -> list[BenchConfig]:
 
 def run_matrix(options: MatrixOptions, show_progress: bool = True) -> BenchRun:
     """Measure every configuration of the matrix, each in its own process, with a progress bar."""
+    from ..extras import TRAIN_INSTALL_HINT
     from .baseline import tensorflow_available
 
     configs = build_matrix(options)
@@ -441,7 +442,7 @@ def run_matrix(options: MatrixOptions, show_progress: bool = True) -> BenchRun:
     for config in bar:
         bar.set_postfix_str(config.name)
         if config.kind == "baseline" and not tensorflow_available():
-            result = ConfigResult(config, "skipped", "baseline needs TensorFlow: pip install 'liveness-edge[train]'")
+            result = ConfigResult(config, "skipped", f"baseline needs TensorFlow: {TRAIN_INSTALL_HINT}")
         else:
             result = measure_isolated(config, options.timeout_s)
         if not result.ok:

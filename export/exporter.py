@@ -18,7 +18,7 @@ from tqdm import tqdm
 from ..runtime.backends import open_model
 from ..runtime.backends.base import TensorInfo
 from ..runtime.detector import FACE_DETECTOR_DIR, MODEL_FILES
-from ..runtime.errors import LivenessEdgeError, ManifestError, ModelError
+from ..runtime.errors import LivenessEdgeError, ManifestError, ModelError, UsageError
 from ..runtime.landmarks import LANDMARK_MODEL_FILES
 from ..runtime.manifest import DetectorEntry, Manifest, ModelEntry, TensorSpec, sha256_of
 from ..runtime.preprocessing import Preprocessing
@@ -347,14 +347,21 @@ def export_models(run_dirs: list[Path], options: ExportOptions) -> ExportResult:
     return write_manifest(merged(existing_manifest(out), entries, detectors), out)
 
 
-def verify_models(run_dirs: list[Path], options: ExportOptions) -> ExportResult:
-    """Re-check the files the manifest lists for these runs and the ONNX detectors (sha256 first) and
-    refresh their numbers in the manifest and the report."""
+VERIFIED_MANIFEST = "manifest.verified.json"
+
+
+def verify_models(run_dirs: list[Path], options: ExportOptions, manifest_path: Path) -> ExportResult:
+    """Re-check the files a manifest lists for these runs and its ONNX detectors (sha256, then Keras) without
+    writing beside them: the report and the manifest with refreshed numbers go to ``options.out``. A file that
+    no longer matches is listed there as not verified, and raises once the report is written."""
     out = Path(options.out)
-    manifest = Manifest.load(out / "manifest.json")
+    if out.resolve() == Path(manifest_path).resolve().parent:
+        raise UsageError(f"--verify only reads {manifest_path}; give --out another folder for its report")
+    manifest = Manifest.load(manifest_path)
     for run_dir in run_dirs:
         read_config(run_dir)
     updated: list[ModelEntry] = []
+    failures: list[LivenessEdgeError] = []
     images: list = []
     with tqdm(total=len(run_dirs), unit="run", dynamic_ncols=True, leave=False, disable=None) as bar:
         for run_dir in run_dirs:
@@ -362,14 +369,34 @@ def verify_models(run_dirs: list[Path], options: ExportOptions) -> ExportResult:
             mine = [m for m in manifest.models if m.name == run.name and m.format in options.formats
                     and m.precision in options.precisions]
             if not mine:
-                raise ManifestError(f"{out / 'manifest.json'} lists no {run.name} files to verify; export first")
-            files = {(m.format, m.precision): manifest.verified_path(m) for m in mine}
+                raise ManifestError(f"{manifest_path} lists no {run.name} files to verify; export first")
             heldout = heldout_crops(run, options)
             images = images or heldout.images[:DETECTOR_IMAGES]
-            verification = verify_files(run, files, heldout, options, bar)
+            try:
+                files = {(m.format, m.precision): manifest.verified_path(m) for m in mine}
+                verification = verify_files(run, files, heldout, options, bar)
+            except (ModelError, ExportError) as e:
+                failures.append(e)
+                verification = {(m.format, m.precision): {} for m in mine}
             updated += [replace(m, verification=verification[(m.format, m.precision)]) for m in mine]
-    detectors = [recheck_detector(manifest, d, images) for d in manifest.detectors if d.format == "onnx"]
-    return write_manifest(merged(manifest, updated, detectors), out)
+    detectors = []
+    for entry in (d for d in manifest.detectors if d.format == "onnx"):
+        try:
+            detectors.append(recheck_detector(manifest, entry, images))
+        except (ModelError, ExportError) as e:
+            failures.append(e)
+            detectors.append(replace(entry, verification={}))
+    checked = merged(manifest, updated, detectors)
+    out.mkdir(parents=True, exist_ok=True)
+    checked.save(out / VERIFIED_MANIFEST)
+    report = markdown(checked)
+    if failures:
+        report += "\n## Failed\n\n" + "".join(f"- {e}\n" for e in failures)
+    (out / "verification.md").write_text(report)
+    if failures:
+        raise type(failures[0])(f"{len(failures)} check(s) failed (report: {out / 'verification.md'}); "
+                                f"first: {failures[0]}")
+    return ExportResult(out / VERIFIED_MANIFEST, out / "verification.md")
 
 
 def recheck_detector(manifest: Manifest, entry: DetectorEntry, images: list) -> DetectorEntry:
