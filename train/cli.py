@@ -33,6 +33,15 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", nargs="+", metavar="SOURCE", help="use only these sources of DATA")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    p.add_argument("--teacher", nargs="+", metavar="RUN_OR_FILE",
+                   help="distil from this teacher (run dir or .keras; several = mean softmax); P(real) per crop "
+                        "is cached in OUT/teacher.json")
+    p.add_argument("--distill-alpha", type=float, default=0.5,
+                   help="weight of the teacher's soft targets vs the labels, 0..1 (default 0.5)")
+    p.add_argument("--distill-temperature", type=float, default=1.0,
+                   help="softmax temperature for teacher and student in the soft term (default 1)")
+    p.add_argument("--distill-calibrate", action="store_true",
+                   help="rescale the teacher's P(real) per training source on its labels (Platt, slope >= 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                           description="For every source: train on the others, test on it. Writes OUT/<source>/ "
                                       "run dirs and OUT/loso.{md,json,png}.")
     _add_train_options(loso)
-    loso.add_argument("--holdouts", nargs="+", metavar="SOURCE", help="hold out only these sources (default all)")
+    loso.add_argument("--holdouts", nargs="+", metavar="SOURCE",
+                      help="hold out only these sources (default all); a glob ('selfrec_*') is one pooled fold")
     loso.add_argument("--summary", type=Path, help="summary path prefix (default OUT/loso)")
     cmp = sub.add_parser("compare", help="compare two run dirs: test metrics, size, Keras latency",
                          description="Side-by-side test metrics, parameters, .keras size and Keras ms/face.")
@@ -67,6 +77,8 @@ def _options(args: argparse.Namespace):
         model=args.model, size=args.size, epochs=args.epochs, batch=args.batch, lr=args.lr, patience=args.patience,
         seed=args.seed, val_fraction=args.val_fraction, test_fraction=getattr(args, "test_fraction", 0.0),
         augment=not args.no_augment, sources=args.sources, verbose=2 if args.quiet else 1,
+        teacher=[str(t) for t in args.teacher] if args.teacher else None, distill_alpha=args.distill_alpha,
+        distill_temperature=args.distill_temperature, distill_calibrate=args.distill_calibrate,
     )
 
 

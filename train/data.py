@@ -513,12 +513,16 @@ def assert_disjoint(split: Split) -> None:
             raise SplitLeak(f"a {side} sample lies outside its group's side")
 
 
-def leave_source_out(samples: Sequence[Sample], source: str, val_fraction: float = 0.15, seed: int = 0) -> Split:
-    """Test = every sample of ``source`` (an unseen capture setup); train/val = a group split of the rest."""
-    held = [s for s in samples if s.source == source]
+def leave_source_out(
+    samples: Sequence[Sample], source: str | Sequence[str], val_fraction: float = 0.15, seed: int = 0
+) -> Split:
+    """Test = every sample of ``source`` (an unseen capture setup; several sources are held out together);
+    train/val = a group split of the rest."""
+    held_out = {source} if isinstance(source, str) else set(source)
+    held = [s for s in samples if s.source in held_out]
     if not held:
         raise ValueError(f"source {source!r} not in the samples")
-    rest = group_split([s for s in samples if s.source != source], val_fraction, 0.0, seed)
+    rest = group_split([s for s in samples if s.source not in held_out], val_fraction, 0.0, seed)
     split = Split(rest.train, rest.val, held, {**rest.groups, "test": sorted({s.group for s in held})})
     assert_disjoint(split)
     return split
