@@ -1,7 +1,7 @@
 """Face gathering (videos, images, already-cropped sets -> context crops + index.csv) and honest group splits.
 
-Training crops are made with the runtime's own detector and ``context_crop`` so that training and the device
-see the same pixels. Every crop carries a ``group`` (subject, client, session, video or whole set) so that
+Training crops are made with the runtime's own detector and ``Preprocessing.cut`` (the one crop function, in
+the mode asked for) so that training and the device see the same pixels. Every crop carries a ``group`` (subject, client, session, video or whole set) so that
 splits never put near-duplicate frames of one group on two sides.
 """
 from __future__ import annotations
@@ -18,9 +18,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..runtime.crop import context_crop
+from ..runtime.crop import CROP_MODES
 from ..runtime.detector import DetectorOptions, FaceDetector
 from ..runtime.errors import LivenessEdgeError, SourceError
+from ..runtime.preprocessing import Preprocessing
 from ..runtime.types import Face
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -32,7 +33,7 @@ NO_ATTACK = "none"
 UNKNOWN_ATTACK = "unknown"
 INDEX_COLUMNS = (
     "file", "label", "attack", "source", "group", "source_file", "frame",
-    "x1", "y1", "x2", "y2", "detector_score", "context", "crop_size",
+    "x1", "y1", "x2", "y2", "detector_score", "context", "crop_size", "crop_mode",
 )
 EPOCH_RE = re.compile(r"(?<!\d)(1[0-9]{9})\d*(?!\d)")  # 2001..2033 in seconds, extra sub-second digits allowed
 CAMERA_PREFIX = r"(?:IMG|DSC|DSCN|DSCF|PXL|VID|MVI|MOV)_"  # camera-roll names only, not e.g. frame_00042
@@ -160,6 +161,7 @@ class GatherOptions:
     label: str | None = None
     context: float = 2.7
     crop_size: int = 128
+    crop_mode: str = "pad"
     skip: int = 10
     confidence: float = 0.5
     detector: str = "short"
@@ -354,6 +356,8 @@ def _check(root: Path, out: Path, options: GatherOptions) -> None:
         raise GatherError(f"--label must be real or spoof, not {options.label!r}")
     if options.context <= 0 or options.crop_size < 8 or options.skip < 0 or not 0 < options.confidence < 1:
         raise GatherError("need context > 0, crop size >= 8, skip >= 0 and 0 < confidence < 1")
+    if options.crop_mode not in CROP_MODES:
+        raise GatherError(f"--crop-mode must be one of {', '.join(CROP_MODES)}, not {options.crop_mode!r}")
     if (out / "index.csv").is_file() and not options.append:
         raise GatherError(f"{out / 'index.csv'} exists; pass --append to add to it")
 
@@ -382,7 +386,7 @@ def _gather_one(
         counts.no_face += 1
         _example(counts.no_face_examples, where)
         return None
-    crop = context_crop(frame, box, options.context, options.crop_size)
+    crop = Preprocessing(options.crop_size, options.context, crop=options.crop_mode).cut(frame, box)
     name = f"{item.label}/{output_name(source, item.rel, frame_no)}"
     if not cv2.imwrite(str(out / name), crop.image, [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]):
         raise SourceError(f"cannot write {out / name}")
@@ -392,6 +396,7 @@ def _gather_one(
         "source_file": item.rel, "frame": frame_no,
         "x1": f"{box[0]:.1f}", "y1": f"{box[1]:.1f}", "x2": f"{box[2]:.1f}", "y2": f"{box[3]:.1f}",
         "detector_score": f"{score:.4f}", "context": options.context, "crop_size": options.crop_size,
+        "crop_mode": options.crop_mode,
     }
 
 

@@ -23,7 +23,8 @@ from .data import Sample, Split, group_split, leave_source_out, load_index, read
 from .metrics import PadMetrics, eer, pad_metrics
 from .models import DEFAULT_SIZES, LABELS, MODEL_NAMES, build_model
 
-ImageCache = dict[tuple[Path, int], np.ndarray]
+ImageCache = dict[tuple[Path, int, str], np.ndarray]
+BALANCE = ("class", "source")
 
 
 @dataclass
@@ -43,6 +44,11 @@ class TrainOptions:
     augment_options: AugmentOptions = field(default_factory=AugmentOptions)
     sources: list[str] | None = None
     verbose: int = 2
+    init: str | None = None
+    head: int = 3
+    freeze: str | None = None
+    average: float = 1.0
+    balance: str = "class"
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
@@ -51,6 +57,10 @@ class TrainOptions:
             self.size = DEFAULT_SIZES[self.model]
         if self.size < 16 or self.epochs < 1 or self.batch < 1 or self.lr <= 0 or self.patience < 1:
             raise ValueError("need size >= 16, epochs >= 1, batch >= 1, lr > 0 and patience >= 1")
+        if not 0.0 < self.average <= 1.0 or self.balance not in BALANCE:
+            raise ValueError(f"need 0 < average <= 1 and balance in {BALANCE}")
+        if self.freeze is not None and self.model != "minifasnet":
+            raise ValueError("--freeze applies to minifasnet only")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,13 +82,28 @@ class RunResult:
 
 def read_context(data_root: Path) -> float:
     """The crop context the gathered folder was made with (one value per folder, else the runs would mix)."""
+    return float(_one_value(data_root, "context", None))
+
+
+def read_crop_mode(data_root: Path) -> str:
+    """The crop mode the gathered folder was made with (``pad`` for folders from before crop modes existed)."""
+    return _one_value(data_root, "crop_mode", "pad")
+
+
+def _one_value(data_root: Path, column: str, missing: str | None) -> str:
     rows = read_index_rows(data_root)
     if not rows:
         raise SourceError(f"no gathered samples in {data_root} (missing or empty index.csv)")
-    contexts = {float(r["context"]) for r in rows if r.get("context")}
-    if len(contexts) != 1:
-        raise SourceError(f"{data_root}/index.csv must have exactly one context value, found {sorted(contexts)}")
-    return contexts.pop()
+    values = {r.get(column) or missing for r in rows} - {None}
+    if len(values) != 1:
+        raise SourceError(f"{data_root}/index.csv must have exactly one {column} value, found {sorted(values)}")
+    return values.pop()
+
+
+def read_preprocessing(data_root: Path, size: int, color_order: str = "RGB") -> Preprocessing:
+    """How crops of this gathered folder become model inputs: its context and crop mode, at ``size``."""
+    return Preprocessing(size=size, context=read_context(data_root), color_order=color_order,
+                         crop=read_crop_mode(data_root))
 
 
 def load_samples(data_root: Path, sources: Sequence[str] | None = None) -> list[Sample]:
@@ -99,7 +124,7 @@ def load_images(samples: Sequence[Sample], preprocessing: Preprocessing, cache: 
     cache = {} if cache is None else cache
     out = np.empty((len(samples), preprocessing.size, preprocessing.size, 3), np.float32)
     for i, s in enumerate(tqdm(samples, desc="load crops", unit="img", leave=False, mininterval=2)):
-        key = (s.path, preprocessing.size)
+        key = (s.path, preprocessing.size, preprocessing.color_order)
         if key not in cache:
             image = cv2.imread(str(s.path), cv2.IMREAD_COLOR)
             if image is None:
@@ -121,13 +146,25 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
     return {c: float(len(y) / (len(LABELS) * n)) for c, n in enumerate(counts)}
 
 
-def _datasets(x_train, y_train, x_val, y_val, options: TrainOptions):
+def _datasets(x_train, y_train, x_val, y_val, options: TrainOptions, train_sources: Sequence[str] | None = None):
+    """Shuffled, augmented training batches and validation batches. ``balance="source"``: every batch draws
+    from the training sources with equal probability (each source an endless shuffled stream), so a big
+    source does not dominate; an epoch is then ``len(y_train) / batch`` steps."""
     import tensorflow as tf
 
     from .augment import augment_dataset
 
-    train = tf.data.Dataset.from_tensor_slices((x_train, y_train))
-    train = train.shuffle(len(y_train), seed=options.seed, reshuffle_each_iteration=True)
+    if options.balance == "source" and train_sources is not None:
+        names = np.asarray(train_sources)
+        streams = []
+        for i, source in enumerate(sorted(set(names.tolist()))):
+            idx = np.nonzero(names == source)[0]
+            stream = tf.data.Dataset.from_tensor_slices((x_train[idx], y_train[idx]))
+            streams.append(stream.shuffle(len(idx), seed=options.seed + i, reshuffle_each_iteration=True).repeat())
+        train = tf.data.Dataset.sample_from_datasets(streams, seed=options.seed)
+    else:
+        train = tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        train = train.shuffle(len(y_train), seed=options.seed, reshuffle_each_iteration=True)
     if options.augment:
         train = augment_dataset(train, options.augment_options, options.seed)
     train = train.batch(options.batch).prefetch(tf.data.AUTOTUNE)
@@ -135,18 +172,39 @@ def _datasets(x_train, y_train, x_val, y_val, options: TrainOptions):
     return train, val
 
 
-def fit_model(x_train, y_train, x_val, y_val, options: TrainOptions):
+def new_model(options: TrainOptions):
+    """The model to train: built, weights from ``options.init`` by layer name, early stages frozen."""
+    from .models import freeze_through, load_init_weights
+
+    model = build_model(options.model, options.size, options.head)
+    if options.init:
+        load_init_weights(model, options.init)
+    if options.freeze:
+        freeze_through(model, options.freeze)
+    return model
+
+
+def average_weights(model, start: list[np.ndarray], a: float) -> None:
+    """Weight-space averaging ``(1 - a) * start + a * trained`` (BatchNorm statistics included): keeps more
+    of the pretrained network's robustness at no inference cost."""
+    if a < 1.0:
+        model.set_weights([(1.0 - a) * w0 + a * w1 for w0, w1 in zip(start, model.get_weights())])
+
+
+def fit_model(x_train, y_train, x_val, y_val, options: TrainOptions, train_sources: Sequence[str] | None = None):
     """Train with class weights and early stopping on validation loss; returns (best model, history dict)."""
     import keras
 
     keras.utils.set_random_seed(options.seed)
-    model = build_model(options.model, options.size)
+    model = new_model(options)
+    start = model.get_weights()
     model.compile(
         optimizer=keras.optimizers.Adam(options.lr),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    train, val = _datasets(x_train, y_train, x_val, y_val, options)
+    train, val = _datasets(x_train, y_train, x_val, y_val, options, train_sources)
+    steps = math.ceil(len(y_train) / options.batch) if options.balance == "source" and train_sources else None
     callbacks = [
         keras.callbacks.EarlyStopping("val_loss", patience=options.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, options.patience // 2), min_lr=1e-5),
@@ -154,7 +212,9 @@ def fit_model(x_train, y_train, x_val, y_val, options: TrainOptions):
     history = model.fit(
         train, validation_data=val, epochs=options.epochs, class_weight=class_weights(y_train),
         callbacks=callbacks, verbose=options.verbose, shuffle=False,  # tf.data already shuffles, seeded
+        steps_per_epoch=steps,
     )
+    average_weights(model, start, options.average)
     return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
@@ -190,7 +250,7 @@ def train_run(
 ) -> RunResult:
     """Train ``options.model`` on ``data_root`` (group split unless ``split`` is given) and write the run dir."""
     data_root, out_dir = Path(data_root), Path(out_dir)
-    preprocessing = Preprocessing(size=options.size, context=read_context(data_root))
+    preprocessing = read_preprocessing(data_root, options.size)
     if split is None:
         samples = load_samples(data_root, options.sources)
         split = group_split(samples, options.val_fraction, options.test_fraction, options.seed)
@@ -202,7 +262,7 @@ def train_run(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    model, history = fit_model(x_train, y_train, x_val, y_val, options)
+    model, history = fit_model(x_train, y_train, x_val, y_val, options, [s.source for s in split.train])
     train_seconds = time.perf_counter() - start
 
     p_val, p_test = predict_real(model, x_val), predict_real(model, x_test)
@@ -225,7 +285,7 @@ def train_run(
 
 def save_model(model, options: TrainOptions, path: Path) -> None:
     """Save the weights in a fresh, uncompiled copy: no optimizer state (3x the size), nothing export needs."""
-    clean = build_model(options.model, options.size)
+    clean = build_model(options.model, options.size, options.head)
     clean.set_weights(model.get_weights())
     clean.save(path)
 
