@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", type=Path, metavar="DIR",
                    help="face crops for int8 calibration (a gathered folder with index.csv, or real/ and spoof/ "
                    "image folders; default: the run's own training groups)")
+    p.add_argument("--data-root", type=Path, metavar="DIR",
+                   help="folder that the runs' config.json data paths are relative to (e.g. the folder holding "
+                   "the gathered sets)")
     p.add_argument("--calibration-size", type=int, default=300, help="crops used for calibration (default: 300)")
     p.add_argument("--heldout-size", type=int, default=1000, help="max held-out crops to verify on (default: 1000)")
     p.add_argument("--verify", action="store_true",
@@ -68,6 +71,7 @@ def options_from(args: argparse.Namespace) -> ExportOptions:
         formats=args.formats,
         precisions=args.precision,
         calibration=args.calibration,
+        data_root=args.data_root,
         calibration_size=args.calibration_size,
         heldout_size=args.heldout_size,
         threads=args.threads,

@@ -101,7 +101,8 @@ def calibration_crops(run: Run, options: ExportOptions) -> CropSet:
     if options.calibration is not None:
         samples, origin = samples_in_dir(options.calibration), str(options.calibration)
     else:
-        samples, origin = samples_of_run(run.config, "train"), f"{run.config['data']['path']} (train groups)"
+        samples = samples_of_run(run.config, "train", options.data_root)
+        origin = f"{run.config['data']['path']} (train groups)"
     return load_crops(pick(samples, options.calibration_size, options.seed), origin)
 
 
@@ -109,7 +110,8 @@ def heldout_crops(run: Run, options: ExportOptions) -> CropSet:
     """The run's held-out test groups; without them (data not on this machine) the --calibration crops,
     labelled as such in the report because they are not held out."""
     try:
-        samples, origin = samples_of_run(run.config, "test"), f"{run.config['data']['path']} (test groups)"
+        samples = samples_of_run(run.config, "test", options.data_root)
+        origin = f"{run.config['data']['path']} (test groups)"
     except LivenessEdgeError:
         if options.calibration is None:
             raise

@@ -56,6 +56,7 @@ class OnnxQuantOptions:
 class ExportOptions:
     """One export: which files, where, from which calibration crops, and how strictly they are checked.
 
+    ``data_root`` resolves the data path a run's config.json stores (relative to a data root).
     ``fp32_tolerance`` bounds max |P(real) - Keras| of a float32 file (a broken conversion must not ship);
     ``max_int8_drift`` bounds the mean |P(real) - Keras| of an int8 file. ``tune_onnx``/``tune_tflite``
     measure the int8 settings per model (see ``tune.py``); otherwise ``onnx_quant.float_convs`` and
@@ -66,6 +67,7 @@ class ExportOptions:
     formats: tuple[str, ...] = FORMATS
     precisions: tuple[str, ...] = PRECISIONS
     calibration: Path | None = None
+    data_root: Path | None = None
     calibration_size: int = 300
     heldout_size: int = 1000
     threads: int = 1

@@ -26,6 +26,18 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", nargs="+", metavar="SOURCE", help="use only these sources of DATA")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    p.add_argument("--data-root", type=Path, help="folder the run's config.json stores DATA relative to "
+                   "(default: DATA's parent); export-models --data-root finds the crops again from it")
+    p.add_argument("--init", help="start from the weights of this Keras model file, matched by layer name "
+                   "(e.g. ../shared/pretrained/minifasnet/minifasnetv2_80x80.keras); default: random init")
+    p.add_argument("--head", type=int, choices=(3, 2), default=3,
+                   help="minifasnet: 3 = pretrained 3-logit head (attack classes merged), 2 = new 2-class head")
+    p.add_argument("--freeze", metavar="STAGE",
+                   help="minifasnet: keep stages up to and including STAGE frozen (e.g. conv_34)")
+    p.add_argument("--average", type=float, default=1.0,
+                   help="weight-space averaging: keep (1-A)*initial + A*trained weights (default 1 = off)")
+    p.add_argument("--balance", choices=("class", "source"), default="class",
+                   help="source: every batch draws from the training sources equally (default: class weights only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(loso)
     loso.add_argument("--holdouts", nargs="+", metavar="SOURCE", help="hold out only these sources (default all)")
     loso.add_argument("--summary", type=Path, help="summary path prefix (default OUT/loso)")
+    zs = sub.add_parser("zeroshot", help="score a model file as it is on gathered folders; optionally write it "
+                        "as a run dir with the transferred threshold",
+                        description="Zero-shot: per-source metrics of a (pretrained) model file that never saw these "
+                                    "sources, the threshold and band chosen on its pooled predictions, and with "
+                                    "--run a run dir (model.keras, config.json, metrics.json) ready for export.")
+    zs.add_argument("--model-file", nargs="+", required=True, help="Keras model file(s); two are fused")
+    zs.add_argument("--data", nargs="+", type=Path, required=True, help="gathered folder per model file")
+    zs.add_argument("--out", type=Path, required=True, help="output prefix for .md, .json, .predictions.json")
+    zs.add_argument("--run", type=Path, help="also write a minifasnet run dir built from the first model file")
+    zs.add_argument("--data-root", type=Path, help="folder the --data paths are stored relative to in the run's "
+                    "config.json (default: the parent of the first --data)")
     cmp = sub.add_parser("compare", help="compare two run dirs: test metrics, size, Keras latency",
                          description="Side-by-side test metrics, parameters, .keras size and Keras ms/face.")
     cmp.add_argument("run_a", type=Path)
@@ -60,13 +83,14 @@ def _options(args: argparse.Namespace):
         model=args.model, size=args.size, epochs=args.epochs, batch=args.batch, lr=args.lr, patience=args.patience,
         seed=args.seed, val_fraction=args.val_fraction, test_fraction=getattr(args, "test_fraction", 0.0),
         augment=not args.no_augment, sources=args.sources, verbose=2 if args.quiet else 1,
+        init=args.init, head=args.head, freeze=args.freeze, average=args.average, balance=args.balance,
     )
 
 
 def _fit(args: argparse.Namespace) -> None:
     from .train import train_run
 
-    result = train_run(args.data, args.out, _options(args))
+    result = train_run(args.data, args.out, _options(args), data_base=args.data_root)
     test = result.test
     print(f"{args.model}: {result.epochs_run} epochs in {result.train_seconds:.0f} s, threshold {result.threshold:.3f}")
     if test is not None:
@@ -78,8 +102,18 @@ def _loso(args: argparse.Namespace) -> None:
     from .report import write_loso_summary
     from .train import loso_run
 
-    result = loso_run(args.data, args.out, _options(args), args.holdouts)
+    result = loso_run(args.data, args.out, _options(args), args.holdouts, data_base=args.data_root)
     print(write_loso_summary(result, args.summary or args.out / "loso"))
+
+
+def _zeroshot(args: argparse.Namespace) -> None:
+    from .zeroshot import write_pretrained_run, zero_shot, zero_shot_markdown
+
+    result = zero_shot(args.model_file, args.data, args.out)
+    print(zero_shot_markdown(result))
+    if args.run:
+        write_pretrained_run(args.model_file[0], args.data[0], args.run, result, args.data_root)
+        print(f"run dir: {args.run}")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -91,7 +125,7 @@ def _compare(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ banner out of error output
     args = build_parser().parse_args(argv)
-    handlers = {"fit": _fit, "loso": _loso, "compare": _compare}
+    handlers = {"fit": _fit, "loso": _loso, "zeroshot": _zeroshot, "compare": _compare}
     try:
         handlers[args.command](args)
     except LivenessEdgeError as e:

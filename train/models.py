@@ -146,15 +146,15 @@ def build_minifasnet(size: int = PRETRAINED_SIZE, head: int = 3, dropout: float 
     return keras.Model(inputs, outputs, name="minifasnet")
 
 
-def load_init_weights(model: keras.Model, init: str | Path) -> list[str]:
+def load_init_weights(model: keras.Model, init: str | Path, bgr: bool | None = None) -> list[str]:
     """Copy weights by layer name from the model file ``init``; returns the names of the layers loaded.
 
-    A file whose input is named ``*bgr*`` (the shared Silent-Face port takes BGR) gets its first convolution's
-    kernel reversed along the input channels, which makes it take RGB exactly at no cost. A fresh 2-class
+    A BGR file (``bgr``; by default: its input is named ``*bgr*``, as the shared Silent-Face port's is) gets
+    its first convolution's kernel reversed along the input channels, which makes it take RGB exactly at no cost. A fresh 2-class
     head (``prob2``) starts from the 3-logit head: real = class 1, spoof = the mean of classes 0 and 2.
     """
     source = keras.models.load_model(init, compile=False)
-    bgr = "bgr" in source.inputs[0].name.lower()
+    bgr = "bgr" in source.inputs[0].name.lower() if bgr is None else bgr
     found = {layer.name: layer for layer in source.layers}
     loaded = []
     for layer in model.layers:

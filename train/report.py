@@ -234,6 +234,18 @@ def loso_markdown(result: "LosoResult") -> str:
             f"| {r['source']} | {r['n_real']} | {r['n_spoof']} | {_fmt(r['acer'])} | {_fmt(r['apcer'])} |"
             f" {_fmt(r['bpcer'])} | {_fmt(r['auc'])} | {_fmt(r['eer'])} | {_fmt(r['accuracy'])} |"
         )
+    if len(result.runs) > 1:
+        t = result.transfer()
+        lines += [
+            "",
+            f"At the threshold transferred from the pooled held-out predictions: {t.threshold:.3f}, hysteresis band"
+            f" [{t.spoof_below:.3f}, {t.real_above:.3f}] (units {', '.join(t.units)} weighted equally)",
+            "",
+            "| held-out source | APCER (worst type) | BPCER | ACER |",
+            "|---|---:|---:|---:|",
+        ]
+        for unit, m in result.at_threshold(t.threshold).items():
+            lines.append(f"| {unit} | {_fmt(m.apcer)} | {_fmt(m.bpcer)} | {_fmt(m.acer)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -249,6 +261,10 @@ def write_loso_summary(result: "LosoResult", prefix: str | Path) -> str:
         "rows": [{k: None if isinstance(v, float) and np.isnan(v) else v for k, v in r.items()} for r in rows],
         "runs": {s: str(r.out_dir) for s, r in result.runs.items()},
     }
+    if len(result.runs) > 1:
+        t = result.transfer()
+        payload["transfer"] = t.to_dict()
+        payload["at_transfer_threshold"] = {u: m.to_dict() for u, m in result.at_threshold(t.threshold).items()}
     prefix.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
     plt = _pyplot()
     names = [r["source"] for r in rows]

@@ -19,10 +19,11 @@ import numpy as np
 from ..runtime.errors import SourceError
 from ..runtime.preprocessing import Preprocessing
 from .augment import AugmentOptions
-from .data import Sample, Split, group_split, leave_source_out, load_index, read_index_rows
-from .metrics import PadMetrics, eer, pad_metrics
+from .data import Sample, Split, group_split, holdout_unit, in_unit, leave_source_out, load_index, read_index_rows
+from .metrics import PadMetrics, TransferThreshold, eer, pad_metrics, transfer_threshold
 from .models import DEFAULT_SIZES, LABELS, MODEL_NAMES, build_model
 
+REPORTED_SEPARATELY = ("gc535_fas",)  # its real class is the worse camera: a confound, not a capture setup
 ImageCache = dict[tuple[Path, int, str], np.ndarray]
 BALANCE = ("class", "source")
 
@@ -78,6 +79,8 @@ class RunResult:
     epochs_run: int
     train_seconds: float
     params: int
+    test_samples: list[Sample] = field(default_factory=list, repr=False)
+    p_test: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
 
 def read_context(data_root: Path) -> float:
@@ -246,7 +249,7 @@ def _per_source(samples: Sequence[Sample], p: np.ndarray, threshold: float) -> d
 
 def train_run(
     data_root: str | Path, out_dir: str | Path, options: TrainOptions, split: Split | None = None,
-    cache: ImageCache | None = None,
+    cache: ImageCache | None = None, data_base: Path | None = None,
 ) -> RunResult:
     """Train ``options.model`` on ``data_root`` (group split unless ``split`` is given) and write the run dir."""
     data_root, out_dir = Path(data_root), Path(out_dir)
@@ -276,9 +279,11 @@ def train_run(
         epochs_run=len(history.get("loss", [])),
         train_seconds=train_seconds,
         params=int(model.count_params()),
+        test_samples=list(split.test),
+        p_test=p_test,
     )
     save_model(model, options, out_dir / "model.keras")
-    _write_run_dir(result, data_root, preprocessing, split, options, history)
+    _write_run_dir(result, data_root, preprocessing, split, options, history, data_base)
     _write_plots(out_dir, history, split, p_val, p_test, threshold)
     return result
 
@@ -294,9 +299,19 @@ def _write_json(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj, indent=2, allow_nan=True) + "\n")
 
 
+def data_path_for_config(data_dir: Path, data_base: Path | None) -> str:
+    """``data_dir`` relative to the data root ``data_base`` (default: its parent), so a committed config.json
+    holds no path of this machine."""
+    base = (data_base or data_dir.parent).resolve()
+    try:
+        return data_dir.resolve().relative_to(base).as_posix()
+    except ValueError:
+        raise SourceError(f"{data_dir} is not inside the data root {base}") from None
+
+
 def _write_run_dir(
     result: RunResult, data_root: Path, preprocessing: Preprocessing, split: Split, options: TrainOptions,
-    history: dict[str, list[float]],
+    history: dict[str, list[float]], data_base: Path | None = None,
 ) -> None:
     counts = split.counts()
     config = {
@@ -308,7 +323,8 @@ def _write_run_dir(
         "input_shape": [options.size, options.size, 3],
         "seed": options.seed,
         "data": {
-            "path": str(data_root.resolve()),
+            "path": data_path_for_config(data_root, data_base),
+            "path_relative_to": "the data root given to liveness-train (--data-root) and export-models (--data-root)",
             "sources": sorted({s.source for side in (split.train, split.val, split.test) for s in side}),
             "counts": counts,
         },
@@ -325,6 +341,14 @@ def _write_run_dir(
     _write_json(result.out_dir / "config.json", config)
     _write_json(result.out_dir / "labels.json", LABELS)
     _write_json(result.out_dir / "metrics.json", metrics_dict(result, options.seed))
+    _write_json(result.out_dir / "predictions.json", prediction_rows(result.test_samples, result.p_test))
+
+
+def prediction_rows(samples: Sequence[Sample], p: np.ndarray) -> list[dict]:
+    """Per-sample test predictions (file name, source, label, attack, P(real)): what pooled-LOSO threshold
+    selection reads."""
+    return [{"file": s.path.name, "source": s.source, "label": s.label, "attack": s.attack,
+             "p_real": round(float(v), 6)} for s, v in zip(samples, p)]
 
 
 def metrics_dict(result: RunResult, seed: int) -> dict:
@@ -375,21 +399,40 @@ class LosoResult:
                          "n_spoof": sum(r["n_spoof"] for r in rows), **mean, "threshold": math.nan})
         return rows
 
+    def pooled(self) -> tuple[list[Sample], np.ndarray]:
+        """Every run's held-out samples and P(real), pooled: each prediction from a model that never saw it."""
+        samples = [s for run in self.runs.values() for s in run.test_samples]
+        return samples, np.concatenate([run.p_test for run in self.runs.values()]) if self.runs else np.zeros(0)
+
+    def transfer(self) -> TransferThreshold:
+        """The threshold and band chosen on the pooled held-out predictions (units reported separately
+        excluded), every held-out unit weighted equally."""
+        samples, p = self.pooled()
+        units = [holdout_unit(s.source) for s in samples]
+        keep = np.array([u not in REPORTED_SEPARATELY for u in units])
+        y = np.array([s.label for s in samples])
+        return transfer_threshold(y[keep], p[keep], np.array(units, dtype=object)[keep])
+
+    def at_threshold(self, threshold: float) -> dict[str, PadMetrics]:
+        """Each held-out unit's metrics at one shared threshold (e.g. the transferred one)."""
+        return {unit: _metrics(run.test_samples, run.p_test, threshold) for unit, run in self.runs.items()}
+
 
 def loso_run(
     data_root: str | Path, out_dir: str | Path, options: TrainOptions, holdouts: Sequence[str] | None = None,
+    data_base: Path | None = None,
 ) -> LosoResult:
     """Leave-one-source-out: for every source, train on the others (group split into train/val) and test on it."""
     data_root, out_dir = Path(data_root), Path(out_dir)
     samples = load_samples(data_root, options.sources)
     sources = sorted({s.source for s in samples})
     holdouts = list(holdouts) if holdouts else sources
-    unknown = set(holdouts) - set(sources)
+    unknown = {h for h in holdouts if not any(in_unit(source, h) for source in sources)}
     if unknown:
         raise SourceError(f"sources not in {data_root}: {', '.join(sorted(unknown))}")
     cache: ImageCache = {}
     runs = {}
     for source in holdouts:
         split = leave_source_out(samples, source, options.val_fraction, options.seed)
-        runs[source] = train_run(data_root, out_dir / source, options, split=split, cache=cache)
+        runs[source] = train_run(data_root, out_dir / source, options, split=split, cache=cache, data_base=data_base)
     return LosoResult(options.model, read_context(data_root), runs)

@@ -13,20 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Sample
+from .data import Sample, holdout_unit
 from .metrics import PadMetrics, TransferThreshold, pad_metrics, transfer_threshold
-from .train import load_images, load_samples, read_preprocessing
-
-REPORTED_SEPARATELY = ("gc535_fas",)
-
-
-def holdout_unit(source: str, pooled: Sequence[str] = ("selfrec",)) -> str:
-    """The LOSO unit of a source: ``selfrec_x`` belongs to the pooled unit ``selfrec``, others are their own."""
-    for prefix in pooled:
-        if source.startswith(prefix + "_"):
-            return prefix
-    return source
-
+from .train import REPORTED_SEPARATELY, load_images, load_samples, prediction_rows, read_preprocessing
 
 def p_real_of_file(model_file: str | Path, data_root: str | Path, samples: Sequence[Sample]) -> np.ndarray:
     """P(real) of a Keras model file on gathered crops. A model whose input is named ``*bgr*`` (the shared
@@ -108,8 +97,7 @@ def summarise(names: list[str], samples: Sequence[Sample], p: np.ndarray, fixed:
 def write_zero_shot(result: ZeroShotResult, samples: Sequence[Sample], p: np.ndarray, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.parent.joinpath(out.name + ".json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    predictions = [{"file": s.path.name, "source": s.source, "label": s.label, "attack": s.attack,
-                    "p_real": round(float(v), 6)} for s, v in zip(samples, p)]
+    predictions = prediction_rows(samples, p)
     out.parent.joinpath(out.name + ".predictions.json").write_text(json.dumps(predictions) + "\n")
     out.parent.joinpath(out.name + ".md").write_text(zero_shot_markdown(result))
 
@@ -139,3 +127,51 @@ def zero_shot_markdown(result: ZeroShotResult) -> str:
                      f" {mean['apcer']:.3f} | {mean['bpcer']:.3f} | {mean['acer']:.3f} | {mt['apcer']:.3f} |"
                      f" {mt['bpcer']:.3f} | {mt['acer']:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def write_pretrained_run(
+    model_file: str | Path, data_dir: str | Path, run_dir: str | Path, result: ZeroShotResult,
+    data_base: Path | None = None,
+) -> None:
+    """A run dir for the pretrained network as it is (no training): model.keras rebuilt with this project's
+    builder (RGB input via the kernel flip), config.json whose threshold and band are the transferred ones,
+    metrics.json with every unit's metrics at that threshold. No group was trained on, so all are held out;
+    export calibrates int8 on a sample of them."""
+    from .data import load_index
+    from .models import LABELS, build_minifasnet, load_init_weights
+    from .train import _write_json, data_path_for_config, read_preprocessing
+
+    data_dir, run_dir = Path(data_dir), Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = build_minifasnet()
+    load_init_weights(model, model_file)
+    model.save(run_dir / "model.keras")
+    groups = sorted({s.group for s in load_index(data_dir)})
+    t = result.transfer
+    config = {
+        "name": "minifasnet",
+        "preprocessing": read_preprocessing(data_dir, int(model.inputs[0].shape[1])).to_dict(),
+        "labels": LABELS,
+        "threshold": t.threshold,
+        "band": [t.spoof_below, t.real_above],
+        "threshold_rule": t.to_dict()["rule"],
+        "input_shape": [int(d) for d in model.inputs[0].shape[1:]],
+        "data": {"path": data_path_for_config(data_dir, data_base),
+                 "path_relative_to": "the data root given to export-models (--data-root)",
+                 "sources": sorted(result.per_source)},
+        "split": {"train": {"groups": groups, "n": 0,
+                            "note": "zero-shot: nothing was trained on; int8 calibration samples these crops"},
+                  "test": {"groups": groups, "n": sum(m.n_real + m.n_spoof for m in result.per_source.values())}},
+        "init": {"file": Path(model_file).name, "origin": "Silent-Face-Anti-Spoofing (minivision-ai), Apache-2.0",
+                 "trained": False},
+        "params": int(model.count_params()),
+    }
+    _write_json(run_dir / "config.json", config)
+    _write_json(run_dir / "labels.json", LABELS)
+    _write_json(run_dir / "metrics.json", {
+        "threshold": t.threshold, "transfer": t.to_dict(),
+        "test_per_source": {u: m["transfer"].to_dict() for u, m in result.per_unit.items()},
+        "test_per_dataset": {s: m.to_dict() for s, m in result.per_source.items()},
+        "fixed_threshold": result.fixed_threshold,
+        "at_fixed_threshold": {u: m["fixed"].to_dict() for u, m in result.per_unit.items()},
+    })
