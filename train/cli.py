@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     zs.add_argument("--run", type=Path, help="also write a minifasnet run dir built from the first model file")
     zs.add_argument("--data-root", type=Path, help="folder the --data paths are stored relative to in the run's "
                     "config.json (default: the parent of the first --data)")
+    avg = sub.add_parser("average", help="weight-space averaging of finished LOSO runs with their initial weights",
+                         description="For each A: (1-A)*initial + A*fine-tuned weights of every run under LOSO_DIR, "
+                                     "scored on its held-out source; writes LOSO_DIR/average_a<100*A>.{md,json,png}.")
+    avg.add_argument("loso_dir", type=Path)
+    avg.add_argument("--init", required=True, help="the initial weights the runs were fine-tuned from")
+    avg.add_argument("--alphas", type=float, nargs="+", default=[0.25, 0.5], help="values of A (default 0.25 0.5)")
+    avg.add_argument("--data-root", type=Path, help="folder the runs' config.json data paths are relative to")
     cmp = sub.add_parser("compare", help="compare two run dirs: test metrics, size, Keras latency",
                          description="Side-by-side test metrics, parameters, .keras size and Keras ms/face.")
     cmp.add_argument("run_a", type=Path)
@@ -116,6 +123,15 @@ def _zeroshot(args: argparse.Namespace) -> None:
         print(f"run dir: {args.run}")
 
 
+def _average(args: argparse.Namespace) -> None:
+    from .averaging import average_loso
+    from .report import write_loso_summary
+
+    for a, result in average_loso(args.loso_dir, args.init, args.alphas, args.data_root).items():
+        print(f"A = {a}")
+        print(write_loso_summary(result, args.loso_dir / f"average_a{round(a * 100):03d}"))
+
+
 def _compare(args: argparse.Namespace) -> None:
     from .report import compare
 
@@ -125,7 +141,7 @@ def _compare(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ banner out of error output
     args = build_parser().parse_args(argv)
-    handlers = {"fit": _fit, "loso": _loso, "zeroshot": _zeroshot, "compare": _compare}
+    handlers = {"fit": _fit, "loso": _loso, "zeroshot": _zeroshot, "average": _average, "compare": _compare}
     try:
         handlers[args.command](args)
     except LivenessEdgeError as e:
