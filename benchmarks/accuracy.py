@@ -1,8 +1,8 @@
 """Whole-pipeline accuracy (detector, crop, liveness, decision) on a labelled folder of images.
 
-``DATA`` holds ``real/`` and ``spoof/`` folders at any depth; a folder right under ``spoof/`` names the attack
-type (``spoof/print/``, ``spoof/replay/``). Every image is independent (``pipe.reset()`` before each, still-image
-options), and its largest face is judged. Fail closed: an image with no face is rejected whatever its class, so
+``DATA`` holds ``real/`` and ``spoof/`` folders (or their synonyms ``live/``, ``fake/``... as gathering reads them,
+``runtime.labels``) at any depth; a folder right under ``spoof/`` names the attack type (``spoof/print/``). Every image is independent (``RunningMode.IMAGE``), and its largest
+face is judged. Fail closed: an image with no face is rejected whatever its class, so
 a spoof without a face counts as caught and a real one without a face counts against BPCER (both reported).
 Metrics come from the training metrics module; nothing is computed here twice.
 """
@@ -18,11 +18,10 @@ import numpy as np
 from ..runtime.errors import LivenessEdgeError, SourceError
 from ..runtime.manifest import DEFAULT_MANIFEST
 from ..train.metrics import PadMetrics, pad_metrics
-from ..runtime.sources import IMAGE_SUFFIXES
+from ..runtime.labels import IMAGE_SUFFIXES, LABELS, label_from_parts
 from .latency import environment, progress, shipped
 
-CLASSES = {"real": 1, "spoof": 0}
-UNSPECIFIED_ATTACK = "unspecified"
+CLASSES = LABELS
 NO_FACE = "no face"
 
 
@@ -131,27 +130,17 @@ class AccuracyRun:
         }
 
 
-def _label_of(relative: Path) -> tuple[int, str] | None:
-    """Label from the deepest ``real``/``spoof`` folder of the path; attack from the folder just under it."""
-    folders = [p.lower() for p in relative.parts[:-1]]
-    for i in range(len(folders) - 1, -1, -1):
-        if folders[i] in CLASSES:
-            label = CLASSES[folders[i]]
-            below = relative.parts[i + 1 : -1]
-            return label, ("" if label == 1 else (below[0] if below else UNSPECIFIED_ATTACK))
-    return None
-
-
 def scan_labelled(roots: list[str | Path]) -> list[LabelledImage]:
-    """Every image under ``real/`` or ``spoof/`` folders of each root (recursively, any depth), sorted."""
+    """Every image under real or spoof folders of each root (recursively, any depth; the root's own name
+    counts, as in gathering), sorted."""
     images = []
     for root in map(Path, roots):
         if not root.is_dir():
             raise SourceError(f"labelled folder not found: {root}")
         for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-            found = _label_of(path.relative_to(root))
-            if found:
-                images.append(LabelledImage(path, *found))
+            label, attack = label_from_parts((root.resolve().name, *path.relative_to(root).parts[:-1]))
+            if label is not None:
+                images.append(LabelledImage(path, LABELS[label], attack))
     if not images:
         raise SourceError(f"no images under real/ or spoof/ folders in {', '.join(map(str, roots))}")
     return images
@@ -168,15 +157,16 @@ def evaluate(
 ) -> AccuracyResult:
     """Run one model/backend/precision over every image; a configuration that cannot load is a failed row."""
     from ..runtime.pipeline import LivenessPipeline, PipelineOptions
+    from ..runtime.types import RunningMode
 
     result = AccuracyResult(model, backend, precision, "ok")
     try:
         pipe_options = PipelineOptions(
-            model=model, backend=backend, precision=precision, threads=options.threads, detector=options.detector,
-            max_faces=1,
-        ).for_still_images()
+            running_mode=RunningMode.IMAGE, model=model, backend=backend, precision=precision,
+            threads=options.threads, detector=options.detector, max_faces=1,
+        )
         pipe = LivenessPipeline.from_manifest(options.manifest, pipe_options)
-    except LivenessEdgeError as e:
+    except (LivenessEdgeError, ValueError) as e:
         return replace(result, status="failed", error=str(e))
     result.threshold = pipe.threshold
     for image in progress(images, result.name, "img", show_progress):
@@ -184,7 +174,6 @@ def evaluate(
         if frame is None:
             print(f"bench accuracy: skipped unreadable image {image.path}", file=sys.stderr)
             continue
-        pipe.reset()
         faces = pipe.process(frame, source=str(image.path)).faces
         face = faces[0] if faces else None
         result.outcomes.append(

@@ -99,5 +99,5 @@ class ClassicPipeline:
             crop_ms += (t1 - t0) * 1000.0
             infer_ms += (t2 - t1) * 1000.0
             decide_ms += ms_since(t2)
-        times = StageTimes(0.0, detect_ms, crop_ms, infer_ms, decide_ms, ms_since(t_start))
+        times = StageTimes.measured(0.0, ms_since(t_start), detect_ms, crop_ms, infer_ms, decide_ms)
         return FrameResult(source, frame_index, results, times)

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..runtime.errors import LivenessEdgeError, run_cli
+from ..runtime.errors import SourceError, UsageError, run_cli
 from ..runtime.manifest import DEFAULT_MANIFEST
 
 
@@ -74,14 +74,14 @@ def _load_run(path: str):
     try:
         return BenchRun.from_dict(json.loads(Path(path).read_text()))
     except FileNotFoundError:
-        raise LivenessEdgeError(f"no such file: {path}") from None
+        raise SourceError(f"no such file: {path}") from None
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise LivenessEdgeError(f"{path} is not a bench latency JSON: {type(e).__name__}: {e}") from None
+        raise SourceError(f"{path} is not a bench latency JSON: {type(e).__name__}: {e}") from e
 
 
 def _check_counts(frames: int, warmup: int) -> None:
     if frames < 1 or warmup < 0:
-        raise LivenessEdgeError("--frames must be >= 1 and --warmup >= 0")
+        raise UsageError("--frames must be >= 1 and --warmup >= 0")
 
 
 def run_latency(args: argparse.Namespace) -> int:

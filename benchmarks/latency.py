@@ -24,13 +24,14 @@ import cv2
 import numpy as np
 
 from ..runtime.errors import BackendUnavailable, LivenessEdgeError, SourceError
+from ..runtime.labels import IMAGE_SUFFIXES
 from ..runtime.manifest import ARTIFACTS_DIR, DEFAULT_MANIFEST, Manifest
-from ..runtime.sources import IMAGE_SUFFIXES, ImageSource, VideoSource
-from ..runtime.types import StageTimes
+from ..runtime.sources import ImageSource, VideoSource
+from ..runtime.types import Stage, StageTimes
 from .timer import LatencyStats, StageRecorder, ms_since
 
-STAGES = ("read", "detect", "crop", "infer", "decide", "total")  # total: the pipeline call, decode excluded
-DETECTOR_STAGES = ("read", "detect", "total")
+STAGES = tuple(Stage)  # the runtime's stage names; the bench's total is ``StageTimes.processing`` (decode excluded)
+DETECTOR_STAGES = (Stage.CAPTURE, Stage.DETECT, Stage.TOTAL)
 SAMPLES_DIR = ARTIFACTS_DIR / "samples"
 FRAME_SIZE = (640, 480)
 CLIP_LENGTH = 8
@@ -201,7 +202,7 @@ def default_clip(size: tuple[int, int] = FRAME_SIZE, length: int = CLIP_LENGTH) 
 
 
 def read_frames(source: str = "") -> Iterator[tuple[np.ndarray, float]]:
-    """Endless (frame, read_ms), cycling through the source, so every configuration sees the same frames.
+    """Endless (frame, capture_ms), cycling through the source, so every configuration sees the same frames.
 
     ``source`` is a video, an image or a folder of images, read by the runtime's own sources (the code
     ``liveness-edge`` uses); empty means the generated default clip, kept JPEG-encoded in memory so the
@@ -228,25 +229,26 @@ Step = Callable[[np.ndarray, int, float], tuple[int, StageTimes]]  # frame, inde
 
 
 def _load_pipeline(config: BenchConfig) -> tuple[Step, int, int]:
+    from ..runtime.manifest import resolve
     from ..runtime.pipeline import LivenessPipeline, PipelineOptions
+    from ..runtime.types import RunningMode
 
-    manifest = Manifest.load(config.manifest)
     options = PipelineOptions(
+        running_mode=RunningMode.VIDEO,
         model=config.model,
         backend=config.backend,
         precision=config.precision,
         threads=config.threads,
         detector=config.detector,
     )
-    pipe = LivenessPipeline.from_manifest(config.manifest, options)
-    model = manifest.model(config.model, config.backend, config.precision)
-    detector = manifest.detector(config.detector, config.backend)
+    files = resolve(Manifest.load(config.manifest), options)  # the very files the pipeline loads
+    pipe = LivenessPipeline.from_resolved(files, options)
 
     def step(frame: np.ndarray, index: int, read_ms: float) -> tuple[int, StageTimes]:
         result = pipe.process(frame, source=config.source, frame_index=index, capture_ms=read_ms)
         return len(result.faces), result.times
 
-    return step, model.bytes, detector.bytes
+    return step, files.model.bytes, files.detector.bytes
 
 
 def _load_detector(config: BenchConfig) -> tuple[Step, int, int]:
@@ -255,13 +257,14 @@ def _load_detector(config: BenchConfig) -> tuple[Step, int, int]:
 
     manifest = Manifest.load(config.manifest)
     entry = manifest.detector(config.detector, config.backend)
-    detector = FaceDetector(open_model(manifest.verified_path(entry), config.threads), DetectorOptions(config.detector))
+    path, content = manifest.verified_bytes(entry)
+    detector = FaceDetector(open_model(path, config.threads, content), DetectorOptions(config.detector))
 
     def step(frame: np.ndarray, index: int, read_ms: float) -> tuple[int, StageTimes]:
         t0 = time.perf_counter()
         faces = detector.detect(frame)
         ms = ms_since(t0)
-        return len(faces), StageTimes(read_ms, ms, total=ms)
+        return len(faces), StageTimes.measured(read_ms, ms, detect=ms)
 
     return step, 0, entry.bytes
 
@@ -301,20 +304,17 @@ def measure(config: BenchConfig) -> ConfigResult:
         faces = 0
         for index in range(config.warmup + config.frames):
             frame, read_ms = next(frames)
-            t0 = time.perf_counter()
             n_faces, t = step(frame, index, read_ms)
-            total_ms = ms_since(t0)
             if index < config.warmup:
                 continue
             faces += n_faces
-            ms = {"read": read_ms, "detect": t.detect, "crop": t.crop, "infer": t.infer, "decide": t.decide,
-                  "total": total_ms}
+            ms = {**asdict(t), Stage.TOTAL: t.processing}
             for stage in stages:
                 recorder.add(stage, ms[stage])
     except BackendUnavailable as e:
         return ConfigResult(config, "skipped" if config.kind == "baseline" else "failed", str(e))
     except Exception as e:  # noqa: BLE001 - any failure of one configuration becomes its row, never a crash
-        message = str(e) if isinstance(e, LivenessEdgeError) else f"{type(e).__name__}: {e}"
+        message = str(e) if isinstance(e, (LivenessEdgeError, ValueError)) else f"{type(e).__name__}: {e}"
         return ConfigResult(config, "failed", message.splitlines()[0] if message else type(e).__name__)
     return ConfigResult(
         config,

@@ -18,7 +18,7 @@ STAGE_LABELS = {
     "infer": "liveness inference",
     "decide": "smoothing + decision",
     "other": "other",
-    "read": "read/decode (not in total)",
+    "capture": "read/decode (not in total)",
 }
 STAGE_COLOURS = {
     "detect": "#4c72b0",
@@ -26,7 +26,7 @@ STAGE_COLOURS = {
     "infer": "#55a868",
     "decide": "#c44e52",
     "other": "#8c8c8c",
-    "read": "#dddddd",
+    "capture": "#dddddd",
 }
 
 
@@ -95,7 +95,7 @@ def latency_table(run: BenchRun) -> str:
     ]
     for r in run.results:
         if r.ok:
-            cells = [f"{r.stages[s].median:.2f}" if s in r.stages else "—" for s in ("read", *BAR_STAGES, "total")]
+            cells = [f"{r.stages[s].median:.2f}" if s in r.stages else "—" for s in ("capture", *BAR_STAGES, "total")]
             lines.append(
                 f"| {r.config.name} | {' | '.join(cells)} | {r.load_ms:.0f} | {r.peak_rss_mb:.0f} | "
                 f"{r.faces_per_frame:.2f} |"
@@ -109,10 +109,10 @@ def write_json(data: dict, path: str | Path) -> None:
 
 def _stage_means(r: ConfigResult) -> dict[str, float]:
     """Mean ms per stage (means add up, medians do not); ``other`` is what the pipeline spent between stages,
-    ``read`` the decode before it (outside the total)."""
+    ``capture`` the read/decode before it (outside the bench's total)."""
     means = {s: r.stages[s].mean for s in BAR_STAGES if s in r.stages}
     means["other"] = max(0.0, r.stages["total"].mean - sum(means.values()))
-    means["read"] = r.stages["read"].mean
+    means["capture"] = r.stages["capture"].mean
     return means
 
 
@@ -125,11 +125,11 @@ def plot_stages(run: BenchRun, path: str | Path) -> None:
     for ax, (title, rows) in zip(axes, panels):
         names = [r.config.name for r in rows]
         left = np.zeros(len(rows))
-        for stage in (*BAR_STAGES, "other", "read"):
+        for stage in (*BAR_STAGES, "other", "capture"):
             values = np.array([_stage_means(r).get(stage, 0.0) for r in rows])
             label = STAGE_LABELS.get(stage, stage)
             ax.barh(names, values, left=left, color=STAGE_COLOURS[stage], label=label,
-                    hatch="//" if stage == "read" else None, edgecolor="white", linewidth=0.5)
+                    hatch="//" if stage == "capture" else None, edgecolor="white", linewidth=0.5)
             left += values
         ax.invert_yaxis()
         ax.set_xlabel("mean ms per frame")

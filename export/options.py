@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..runtime.errors import LivenessEdgeError
+from ..runtime.errors import ExportFailed
 from ..runtime.manifest import ARTIFACTS_DIR
 
 FORMATS = ("onnx", "tflite")
@@ -12,10 +12,8 @@ PRECISIONS = ("fp32", "int8")
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite"}
 
 
-class ExportError(LivenessEdgeError):
-    """A conversion that failed or did not match Keras: nothing of that run is shipped."""
-
-    exit_code = 2
+class ExportError(ExportFailed):
+    """A conversion that failed or did not match Keras: nothing of that run is shipped (exit 10)."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import cv2
@@ -24,22 +24,24 @@ from .errors import (
     INTERRUPTED_EXIT_CODE,
     BackendUnavailable,
     DisplayError,
-    LivenessEdgeError,
     ManifestError,
     ModelError,
     OutputError,
     SourceError,
     SourceLost,
     UsageError,
+    run_cli,
+    signals_deferred,
 )
-from .manifest import ARTIFACTS_DIR, DEFAULT_MANIFEST
+from .manifest import ARTIFACTS_DIR, DEFAULT_MANIFEST, Manifest
 from .output import ImageSaver, JsonlWriter, RunSummary, VideoWriter, Window, display_problem
 from .overlay import draw
-from .pipeline import BACKEND_CHOICES, MODELS, PRECISIONS, LivenessPipeline, PipelineOptions, QualityOptions
+from .pipeline import LivenessPipeline, PipelineOptions
+from .quality import QualityOptions
 from .smoothing import SmoothingOptions
 from .sources import ROTATIONS, Frame, SourceSpec, open_source, rotate
 from .tracking import TrackerOptions
-from .types import FrameResult
+from .types import BACKEND_CHOICES, DetectorVariant, FrameResult, Precision, RunningMode, SmoothingMethod
 
 PROG = "liveness-edge"
 SAMPLES_DIR = ARTIFACTS_DIR / "samples"
@@ -145,7 +147,7 @@ class _Outputs:
 
     def __init__(self, options: RunOptions, fps: float | None) -> None:
         self.options = options
-        self.still = options.source.kind == "images"
+        self.still = options.pipeline.running_mode == RunningMode.IMAGE
         self.jsonl = self.video = self.saver = self.window = None
         try:
             self.jsonl = JsonlWriter(options.jsonl) if options.jsonl else None
@@ -183,26 +185,24 @@ def run(options: RunOptions) -> RunSummary:
 
     The source is opened before the models load, so a missing camera or file fails fast.
     """
-    still = options.source.kind == "images"
+    still = options.pipeline.running_mode == RunningMode.IMAGE
     cv2.setNumThreads(options.pipeline.threads)  # OpenCV's pool too: --threads 1 means one busy core
     source = open_source(options.source)
     summary = RunSummary()
     outputs: _Outputs | None = None
     bar = None
     try:
-        with _native_info_hidden(not options.debug):
-            pipeline = LivenessPipeline.from_manifest(
-                options.manifest, options.pipeline.for_still_images() if still else options.pipeline
-            )
+        with _native_info_hidden(not options.debug), signals_deferred():
+            pipeline = LivenessPipeline.from_manifest(options.manifest, options.pipeline)
         _say(pipeline.description, options.quiet)
+        if not pipeline.verified and options.quiet:  # the library's warning is hidden by --quiet; this is not
+            _say(f"WARNING: {options.pipeline.model_path} runs unverified (--allow-unverified)", quiet=False)
         _say(source.info, options.quiet)
         outputs = _Outputs(options, source.fps)
         bar = _progress(source.length, not source.live and not still and not options.quiet)
         fps, last = 0.0, summary.start()
         for frame in source.frames():
             image = rotate(frame.image, options.rotate)
-            if still:
-                pipeline.reset()
             result = pipeline.process(image, frame.source, frame.index, frame.capture_ms)
             summary.add(result)
             now = time.perf_counter()
@@ -226,15 +226,18 @@ def run(options: RunOptions) -> RunSummary:
     return summary
 
 
-def run_demo(options: RunOptions, models: list[str]) -> list[RunSummary]:
-    """The shipped models on the shipped sample images (real and spoof), one line per image."""
+def run_demo(options: RunOptions, models: list[str] | None = None) -> list[RunSummary]:
+    """The shipped models (``models``, default: every model in the manifest) on the shipped sample images
+    (real and spoof), one line per image."""
     if not SAMPLES_DIR.is_dir():
         raise SourceError(f"demo images not found in {SAMPLES_DIR} (incomplete install?)")
+    models = models or Manifest.load(options.manifest).model_names
     summaries = []
     for model in models:
         _say(f"demo: {model} on the sample images in {SAMPLES_DIR} (see NOTICE.md there)", options.quiet)
         demo = replace(
-            options, source=SourceSpec("images", str(SAMPLES_DIR)), pipeline=replace(options.pipeline, model=model),
+            options, source=SourceSpec("images", str(SAMPLES_DIR)),
+            pipeline=replace(options.pipeline, model=model, running_mode=RunningMode.IMAGE),
             save_dir=str(Path(options.save_dir) / model) if options.save_dir else None, demo=True,
         )
         summaries.append(run(demo))
@@ -264,28 +267,35 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--rotate", type=int, default=0, choices=sorted(ROTATIONS), help="rotate frames clockwise")
     cap.add_argument("--retries", type=int, default=5, help="stream reconnect attempts before giving up")
     m = p.add_argument_group("model")
-    m.add_argument("--model", choices=MODELS, help="liveness model (default livenessnet; --demo: both)")
-    m.add_argument("--backend", choices=BACKEND_CHOICES, default="auto", help="auto: fastest per the manifest")
-    m.add_argument("--precision", choices=PRECISIONS, default="int8")
-    m.add_argument("--threads", type=int, default=1)
+    po, so, qo = PipelineOptions, SmoothingOptions, QualityOptions
+    m.add_argument("--model", help=f"liveness model named in the manifest (default {po.model}; --demo: all of them)")
+    m.add_argument("--backend", choices=BACKEND_CHOICES, default=po.backend, help="auto: fastest per the manifest")
+    m.add_argument("--precision", choices=tuple(Precision), default=po.precision)
+    m.add_argument("--threads", type=int, default=po.threads, help="inference and OpenCV threads (at most 4 per CPU)")
     m.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
-    m.add_argument("--model-path", metavar="FILE", help="a model file outside the manifest (warned, not checked)")
-    m.add_argument("--detector", choices=("short", "full"), default="short", help="BlazeFace range")
-    m.add_argument("--min-detector-score", type=float, default=0.5)
-    m.add_argument("--detect-every", type=int, default=1, metavar="N", help="detect every N frames, track between")
-    m.add_argument("--max-faces", type=int, default=0, metavar="N", help="largest N faces (0: all)")
+    m.add_argument("--model-path", metavar="FILE", help="a model file outside the manifest (needs --sha256 or "
+                   "--allow-unverified)")
+    m.add_argument("--sha256", metavar="HEX", help="expected sha256 of --model-path")
+    m.add_argument("--allow-unverified", action="store_true", help="run --model-path without a checked sha256")
+    m.add_argument("--detector", choices=tuple(DetectorVariant), default=po.detector, help="BlazeFace range")
+    m.add_argument("--min-detector-score", type=float, default=po.min_detector_score, help="0.1-1")
+    m.add_argument("--detect-every", type=int, default=po.detect_every, metavar="N",
+                   help="video/camera: detect every N frames, track between")
+    m.add_argument("--max-faces", type=int, default=po.max_faces, metavar="N", help="largest N faces (0: all)")
     d = p.add_argument_group("decision")
-    d.add_argument("--smoothing", choices=("ema", "window"), default="ema")
-    d.add_argument("--alpha", type=float, default=0.5, help="EMA weight of the newest score")
-    d.add_argument("--window", type=int, default=5, help="window length (frames)")
-    d.add_argument("--margin", type=float, default=0.05, help="hysteresis half-width around the model threshold")
+    d.add_argument("--smoothing", choices=tuple(SmoothingMethod), default=so.method)
+    d.add_argument("--alpha", type=float, default=so.alpha, help="EMA weight of the newest score")
+    d.add_argument("--window", type=int, default=so.window, help="window length (frames)")
+    d.add_argument("--margin", type=float, default=so.margin, help="hysteresis half-width around the model threshold")
     d.add_argument("--real-above", type=float, help="turn real above this smoothed score (default threshold+margin)")
     d.add_argument("--spoof-below", type=float, help="turn spoof below this (default threshold-margin)")
     d.add_argument("--min-track-age", type=int, help="frames before a track may be decided (default 3 / window)")
     d.add_argument("--min-face", type=float, help="uncertain below this face size in px (default from the model)")
-    d.add_argument("--min-inside", type=float, default=0.8, help="uncertain if less of the face box is in the frame")
-    d.add_argument("--dark", type=float, default=40.0, help="uncertain if the face's mean grey is below this")
-    d.add_argument("--min-sharpness", type=float, default=30.0, help="uncertain if the face is blurrier than this")
+    d.add_argument("--min-inside", type=float, default=qo.min_inside,
+                   help="uncertain if less of the face box is in the frame")
+    d.add_argument("--dark", type=float, default=qo.dark_mean, help="uncertain if the face's mean grey is below this")
+    d.add_argument("--min-sharpness", type=float, default=qo.min_sharpness,
+                   help="uncertain if the face is blurrier than this")
     o = p.add_argument_group("output")
     o.add_argument("--jsonl", metavar="FILE|-", help="one JSON object per frame ('-' = stdout)")
     o.add_argument("--output", metavar="FILE.mp4", help="write the annotated video")
@@ -301,8 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
-    """Typed options from parsed arguments; impossible values become a ``UsageError``."""
+    """Typed options from parsed arguments; impossible values (the options' ``ValueError``) become a ``UsageError``."""
     if args.camera is not None:
+        if args.camera != "picam" and not args.camera.isdigit():
+            raise UsageError(f"--camera takes a camera number or 'picam', not {args.camera!r}")
         kind, target = ("picam", "") if args.camera == "picam" else ("camera", args.camera)
     elif args.url:
         kind, target = "url", args.url
@@ -310,6 +322,11 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         kind, target = "video", args.video
     else:
         kind, target = "images", args.image or ""
+    if (args.sha256 or args.allow_unverified) and not args.model_path:
+        raise UsageError("--sha256 and --allow-unverified only go with --model-path")
+    if args.every < 1 or args.retries < 0 or args.max_frames < 0:
+        raise UsageError("--every must be >= 1, --retries and --max-frames >= 0")
+    spec = SourceSpec(kind, target, args.width, args.height, args.fps, args.every, args.retries)
     try:
         smoothing = SmoothingOptions(
             method=args.smoothing, alpha=args.alpha, window=args.window, margin=args.margin,
@@ -317,16 +334,14 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         )
         quality = QualityOptions(args.min_face, args.min_inside, args.dark, args.min_sharpness)
         pipeline = PipelineOptions(
-            model=args.model or MODELS[0], backend=args.backend, precision=args.precision, threads=args.threads,
-            detector=args.detector, min_detector_score=args.min_detector_score, detect_every=args.detect_every,
-            max_faces=args.max_faces, model_path=args.model_path, smoothing=smoothing, quality=quality,
+            running_mode=spec.running_mode, model=args.model or PipelineOptions.model, backend=args.backend, precision=args.precision,
+            threads=args.threads, detector=args.detector, min_detector_score=args.min_detector_score,
+            detect_every=args.detect_every, max_faces=args.max_faces, model_path=args.model_path,
+            model_sha256=args.sha256, allow_unverified=args.allow_unverified, smoothing=smoothing, quality=quality,
             tracker=TrackerOptions(),
         )
     except ValueError as e:
-        raise UsageError(str(e)) from None
-    if args.every < 1 or args.retries < 0 or args.max_frames < 0:
-        raise UsageError("--every must be >= 1, --retries and --max-frames >= 0")
-    spec = SourceSpec(kind, target, args.width, args.height, args.fps, args.every, args.retries)
+        raise UsageError(str(e)) from e
     return RunOptions(
         source=spec, pipeline=pipeline, manifest=args.manifest, rotate=args.rotate, jsonl=args.jsonl,
         output=args.output, save_dir=args.save_dir, display=args.display, max_frames=args.max_frames,
@@ -354,26 +369,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.quiet, args.debug)
     signal.signal(signal.SIGTERM, _terminate)
-    try:
+
+    def body() -> int:
         options = options_from_args(args)
         if args.demo:
-            run_demo(options, [args.model] if args.model else list(MODELS))
+            run_demo(options, [args.model] if args.model else None)
         else:
             run(options)
         return 0
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return INTERRUPTED_EXIT_CODE
-    except LivenessEdgeError as e:
-        if args.debug:
-            raise
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except Exception as e:
-        if args.debug:
-            raise
-        print(f"{PROG}: error: unexpected {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)
-        return 1
+
+    return run_cli(PROG, body, debug=args.debug)
 
 
 if __name__ == "__main__":

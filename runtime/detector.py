@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from .backends import Backend, open_model
+from .boxes import iou
 from .types import Face
 
 FACE_DETECTOR_DIR = Path(__file__).resolve().parent.parent / "face_detector"
@@ -60,18 +61,6 @@ def generate_anchors(spec: AnchorSpec) -> np.ndarray:
         i = j
     return np.concatenate(centres).astype(np.float32)
 
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of one box ``a`` (4,) against boxes ``b`` (N, 4), boxes as x1, y1, x2, y2."""
-    x1 = np.maximum(a[0], b[:, 0])
-    y1 = np.maximum(a[1], b[:, 1])
-    x2 = np.minimum(a[2], b[:, 2])
-    y2 = np.minimum(a[3], b[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[2] - a[0]) * (a[3] - a[1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,7 @@
-"""The liveness classifier on any backend: crop -> P(real)."""
+"""The liveness classifier on any backend: crop -> P(real), and the threshold that goes with it."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -8,12 +10,24 @@ from .preprocessing import Preprocessing
 
 
 class LivenessModel:
-    """``_preprocess`` -> backend -> ``_postprocess``. Outputs are class probabilities in ``labels`` order."""
+    """``_preprocess`` -> backend -> ``_postprocess``. Outputs are class probabilities in ``labels`` order.
 
-    def __init__(self, backend: Backend, preprocessing: Preprocessing, labels: list[str], real_label: str = "real"):
+    ``threshold`` is the P(real) at which this model's training chose to call a face real: it belongs to the
+    weights (a retrained model brings its own), so the model object carries it and the pipeline reads it here.
+    """
+
+    def __init__(
+        self, backend: Backend, preprocessing: Preprocessing, labels: list[str], threshold: float = 0.5,
+        real_label: str = "real",
+    ) -> None:
+        if not (math.isfinite(threshold) and 0.0 < threshold < 1.0):
+            raise ValueError(f"decision threshold must be strictly between 0 and 1, not {threshold}")
+        if real_label not in labels:
+            raise ValueError(f"labels {labels} have no {real_label!r} class")
         self.backend = backend
         self.preprocessing = preprocessing
         self.labels = list(labels)
+        self.threshold = float(threshold)
         self.real_index = self.labels.index(real_label)
         self._input = backend.inputs[0]
         self._output = backend.outputs[0]

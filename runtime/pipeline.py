@@ -1,221 +1,215 @@
 """``LivenessPipeline``: one frame in, one ``FrameResult`` out. The CLI and the bench both call this.
 
-A frame's way: detector (every ``detect_every`` frames, boxes carried and matched to tracks by IoU in
-between) -> context crop with the manifest's preprocessing -> quality checks -> liveness model ->
-per-track smoothing and hysteresis -> ``FaceResult``. Each face is decided on its own scores only.
+A frame's way: detector (every ``detect_every`` frames in video modes, boxes carried between) -> tracks
+(cut on a box jump or a change of face, see ``tracking``) -> context crop with the manifest's preprocessing
+-> quality checks (``quality``) -> liveness model -> per-track smoothing, hysteresis and the fail-closed rule
+(``smoothing``) -> ``FaceResult``. In ``RunningMode.IMAGE`` every call stands alone. Each face is decided on
+its own scores only. Model and detector resolution live with the manifest (``manifest.resolve``).
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
+import math
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from time import perf_counter
+from typing import Protocol
 
-import cv2
 import numpy as np
 
-from .backends import backend_name, open_model
-from .crop import context_crop
+from .backends import open_model
 from .detector import DetectorOptions, FaceDetector
-from .errors import BackendUnavailable, ManifestError, ModelError, UsageError
 from .liveness import LivenessModel
-from .manifest import DEFAULT_MANIFEST, DetectorEntry, Manifest, ModelEntry, sha256_of
+from .manifest import DEFAULT_MANIFEST, Manifest, Resolved, resolve
+from .preprocessing import Preprocessing
+from .quality import QualityChecker, QualityOptions
 from .smoothing import SmoothingOptions, TrackDecider
-from .tracking import IouTracker, Track, TrackerOptions
-from .types import FaceResult, FrameResult, StageTimes
+from .tracking import IouTracker, Track, TrackerOptions, appearance_signature
+from .types import (
+    AUTO,
+    BACKEND_CHOICES,
+    DetectorVariant,
+    Face,
+    FaceResult,
+    FrameResult,
+    Precision,
+    RunningMode,
+    StageTimes,
+)
 
 log = logging.getLogger("liveness_edge")
 
-MODELS = ("livenessnet", "mobilenetv3")
-BACKEND_CHOICES = ("auto", "onnx", "tflite")
-PRECISIONS = ("int8", "fp32")
-BACKEND_MODULES = {"onnx": ("onnxruntime",), "tflite": ("ai_edge_litert", "tflite_runtime")}
-QUALITY_SIZE = 64  # faces are judged for darkness and blur at one scale, whatever their size in the frame
+MAX_THREADS_PER_CPU = 4  # beyond this, threads only contend (2000 threads: 526 ms detection; 100000: a crash)
+MIN_DETECTOR_SCORE = 0.1  # below this BlazeFace returns background boxes, which the liveness model then judges
 
 
-@dataclass(frozen=True)
-class QualityOptions:
-    """Cheap checks that make a face ``uncertain`` instead of trusting the model on bad input.
-
-    ``min_face_px`` is the face box's shorter side (None: the size at which the crop would be upscaled more
-    than 2x for the model, at least 24 px). ``min_inside`` is the share of the face box inside the frame: the
-    context square around it routinely leaves the frame for close faces (a 2.7x context) and the models were
-    trained on such black-padded crops, but a face cut by the frame edge is not judged. ``dark_mean`` is the
-    mean grey level (0-255) and ``min_sharpness`` the variance of the Laplacian of the face at 64x64 grey.
-    """
-
-    min_face_px: float | None = None
-    min_inside: float = 0.8
-    dark_mean: float = 40.0
-    min_sharpness: float = 30.0
+def max_threads() -> int:
+    return (os.cpu_count() or 1) * MAX_THREADS_PER_CPU
 
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    """Which model runs where, and how faces are tracked, checked and decided.
+    """Which model runs where, how ``process`` calls relate, and how faces are tracked, checked and decided.
 
-    ``backend`` ``auto`` picks the faster backend per the manifest's verification latency (LiteRT when the
-    manifest has none), among the libraries installed. ``max_faces`` 0 keeps all faces, else the largest.
-    ``model_path`` runs a file outside the manifest (preprocessing from the manifest entry of ``model``).
+    ``running_mode`` ``image`` (default) decides every call on its own; ``video``/``live_stream`` keep tracks
+    across calls, which must then come from one stream with increasing frame numbers. ``backend`` ``auto`` picks
+    the faster backend per the manifest's verification latency (LiteRT when the manifest has none), among the
+    libraries installed. ``max_faces`` 0 keeps all faces, else the largest. ``model_path`` runs a file outside
+    the manifest (preprocessing and threshold from the manifest entry of ``model``); it must match
+    ``model_sha256`` or be allowed with ``allow_unverified``. Impossible values raise ``ValueError``.
     """
 
+    running_mode: RunningMode = RunningMode.IMAGE
     model: str = "livenessnet"
-    backend: str = "auto"
-    precision: str = "int8"
+    backend: str = AUTO
+    precision: Precision = Precision.INT8
     threads: int = 1
-    detector: str = "short"
+    detector: DetectorVariant = DetectorVariant.SHORT
     min_detector_score: float = 0.5
     detect_every: int = 1
     max_faces: int = 0
     model_path: str | None = None
+    model_sha256: str | None = None
+    allow_unverified: bool = False
     smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
     quality: QualityOptions = field(default_factory=QualityOptions)
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
 
     def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "running_mode", RunningMode.parse(self.running_mode, "running mode"))
+        set_(self, "precision", Precision.parse(self.precision, "precision"))
+        set_(self, "detector", DetectorVariant.parse(self.detector, "detector"))
         if self.backend not in BACKEND_CHOICES:
-            raise UsageError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, not {self.backend!r}")
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"precision must be int8 or fp32, not {self.precision!r}")
-        if self.detector not in ("short", "full"):
-            raise UsageError(f"detector must be short or full, not {self.detector!r}")
-        if self.threads < 1 or self.detect_every < 1 or self.max_faces < 0:
-            raise UsageError("threads and detect_every must be >= 1, max_faces >= 0")
+            raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, not {self.backend!r}")
+        if not 1 <= self.threads <= max_threads():
+            raise ValueError(f"threads must be 1-{max_threads()} ({MAX_THREADS_PER_CPU} per CPU), not {self.threads}")
+        if not 1 <= self.detect_every <= 1000 or self.max_faces < 0:
+            raise ValueError("detect_every must be 1-1000 and max_faces >= 0")
+        s = self.min_detector_score
+        if not (math.isfinite(s) and MIN_DETECTOR_SCORE <= s < 1.0):
+            raise ValueError(f"min_detector_score must be in [{MIN_DETECTOR_SCORE}, 1), not {s}")
+        if self.model_sha256 is not None:
+            from .manifest import check_sha256
 
-    def for_still_images(self) -> "PipelineOptions":
-        """Independent images have no history: decide on the one frame (no warm-up), detect every time."""
-        return replace(self, detect_every=1, smoothing=replace(self.smoothing, min_track_age=1))
-
-
-def installed_backends() -> list[str]:
-    """Backends whose inference library can be imported here (checked without importing it)."""
-    return [b for b, mods in BACKEND_MODULES.items() if any(importlib.util.find_spec(m) for m in mods)]
+            set_(self, "model_sha256", check_sha256(self.model_sha256, "sha256"))
 
 
-LATENCY_KEYS = ("latency_ms_median", "latency_ms")  # what export's verification records, per model file
+class Detector(Protocol):
+    """What the pipeline needs of a face detector (``FaceDetector``, or a fake in tests)."""
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Face]: ...
 
 
-def _verified_latency(entry: ModelEntry) -> float | None:
-    value = next((entry.verification[k] for k in LATENCY_KEYS if k in entry.verification), None)
-    return float(value) if isinstance(value, (int, float)) else None
+class Model(Protocol):
+    """What the pipeline needs of a liveness model (``LivenessModel``, or a fake in tests)."""
 
+    preprocessing: Preprocessing
+    threshold: float
 
-def choose_backend(manifest: Manifest, name: str, precision: str) -> str:
-    """The backend ``auto`` means: lowest verified latency in the manifest, else LiteRT (fastest in trials)."""
-    installed = installed_backends()
-    if not installed:
-        raise BackendUnavailable("neither onnxruntime nor ai-edge-litert is installed: pip install liveness-edge")
-    entries = [m for m in manifest.models if m.name == name and m.precision == precision and m.format in installed]
-    if not entries:
-        manifest.model(name, installed[0], precision)  # raises the ManifestError that lists what exists
-    latencies = {m.format: _verified_latency(m) for m in entries}
-    if all(v is not None for v in latencies.values()):
-        return min(latencies, key=latencies.get)
-    return "tflite" if "tflite" in latencies else entries[0].format
-
-
-def _detector_entry(manifest: Manifest, variant: str, backend: str) -> DetectorEntry:
-    """The detector on the model's backend if the manifest has it, else on any installed backend."""
-    for b in [backend] + [x for x in installed_backends() if x != backend]:
-        try:
-            return manifest.detector(variant, b)
-        except ManifestError:
-            continue
-    return manifest.detector(variant, backend)
-
-
-def _explicit_model(manifest: Manifest, options: PipelineOptions) -> tuple[ModelEntry, Path]:
-    """``--model-path``: trusted if its sha256 is in the manifest, else run with a warning."""
-    path = Path(options.model_path)
-    fmt = backend_name(path)
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
-    digest = sha256_of(path)
-    for m in manifest.models:
-        if m.sha256 == digest:
-            return m, path
-    same_name = [m for m in manifest.models if m.name == options.model]
-    if not same_name:
-        raise ManifestError(
-            f"--model-path {path}: the manifest has no {options.model!r} entry to take its preprocessing from"
-        )
-    entry = next((m for m in same_name if m.format == fmt and m.precision == options.precision), same_name[0])
-    log.warning("%s is not in the manifest: its sha256 is not checked (preprocessing of %s)", path, entry.file)
-    return replace(entry, format=fmt, file=str(path)), path
+    def predict(self, crop_bgr: np.ndarray) -> float: ...
 
 
 class LivenessPipeline:
-    """Detector + liveness model + tracker + per-track deciders. Not thread-safe: one per video stream."""
+    """Detector + liveness model + tracker + per-track deciders. Not thread-safe: one per stream.
+
+    Any ``detector`` and ``model`` with the shapes above can be injected; ``from_manifest`` loads the shipped ones.
+    """
 
     def __init__(
-        self,
-        detector: FaceDetector,
-        model: LivenessModel,
-        threshold: float,
-        options: PipelineOptions = PipelineOptions(),
-        description: str = "",
+        self, detector: Detector, model: Model, options: PipelineOptions = PipelineOptions(), description: str = ""
     ) -> None:
         self.detector = detector
         self.model = model
-        self.threshold = threshold
         self.options = options
         self.description = description
+        self.verified = True
         self.preprocessing = model.preprocessing
-        self.band = options.smoothing.band(threshold)
-        q = options.quality
-        auto_min = max(24.0, self.preprocessing.size / (2.0 * self.preprocessing.context))
-        self.min_face_px = q.min_face_px if q.min_face_px is not None else auto_min
+        self.band = options.smoothing.band(model.threshold)
+        self.quality = QualityChecker(options.quality, model.preprocessing)
         self.tracker = IouTracker(options.tracker)
         self._deciders: dict[int, TrackDecider] = {}
         self._count = 0
-        self._small = np.zeros((QUALITY_SIZE, QUALITY_SIZE, 3), np.uint8)
-        self._gray = np.zeros((QUALITY_SIZE, QUALITY_SIZE), np.uint8)
+        self._last_frame: int | None = None
+        self._last_detection: int | None = None
+
+    @property
+    def threshold(self) -> float:
+        """The model's decision threshold (carried by the model, not chosen here)."""
+        return self.model.threshold
 
     @classmethod
     def from_manifest(
         cls, manifest_path: str | Path = DEFAULT_MANIFEST, options: PipelineOptions = PipelineOptions()
     ) -> "LivenessPipeline":
-        """Load the model and detector the manifest describes, refusing files whose sha256 does not match."""
-        manifest = Manifest.load(manifest_path)
-        if options.model_path:
-            entry, path = _explicit_model(manifest, options)
-        else:
-            backend = options.backend
-            if backend == "auto":
-                backend = choose_backend(manifest, options.model, options.precision)
-            entry = manifest.model(options.model, backend, options.precision)
-            path = manifest.verified_path(entry)
-        det_entry = _detector_entry(manifest, options.detector, entry.format)
-        det_path = manifest.verified_path(det_entry)
-        det_options = DetectorOptions(variant=options.detector, min_score=options.min_detector_score)
-        detector = FaceDetector(open_model(det_path, options.threads), det_options)
-        model = LivenessModel(open_model(path, options.threads), entry.preprocessing, entry.labels)
-        description = (
-            f"{entry.name} {entry.precision} on {entry.format} ({path.name}), detector {det_path.name}, "
-            f"{options.threads} thread{'s' if options.threads > 1 else ''}, threshold {entry.threshold:.3f}"
-        )
-        return cls(detector, model, entry.threshold, options, description)
+        """Load the model and detector the manifest describes, from bytes whose sha256 was checked.
 
-    def reset(self) -> None:
-        """Forget all tracks and their history (between independent images or streams)."""
-        self.tracker.reset()
-        self._deciders.clear()
-        self._count = 0
+        Raises ``ManifestError``, ``ModelError``, ``BackendUnavailable`` or ``UsageError`` (see ``manifest.resolve``).
+        """
+        return cls.from_resolved(resolve(Manifest.load(manifest_path), options), options)
+
+    @classmethod
+    def from_resolved(cls, r: Resolved, options: PipelineOptions = PipelineOptions()) -> "LivenessPipeline":
+        """Load already resolved and checked files (``manifest.resolve``), e.g. when the caller needs the entries."""
+        det_options = DetectorOptions(variant=options.detector, min_score=options.min_detector_score)
+        detector = FaceDetector(open_model(r.detector_path, options.threads, r.detector_bytes), det_options)
+        e = r.model
+        model = LivenessModel(open_model(r.model_path, options.threads, r.model_bytes), e.preprocessing, e.labels, e.threshold)
+        description = (
+            f"{e.name} {e.precision} on {e.format} ({r.model_path.name}{'' if r.verified else ', UNVERIFIED'}), "
+            f"detector {r.detector_path.name}, {options.threads} thread{'s' if options.threads > 1 else ''}, "
+            f"threshold {e.threshold:.3f}"
+        )
+        pipeline = cls(detector, model, options, description)
+        pipeline.verified = r.verified
+        return pipeline
+
+    def _frame_number(self, frame_index: int | None) -> int:
+        """The frame's number; in video modes it must grow from call to call (one stream per pipeline)."""
+        index = self._count if frame_index is None else int(frame_index)
+        if self.options.running_mode != RunningMode.IMAGE and self._last_frame is not None and index <= self._last_frame:
+            raise ValueError(
+                f"{self.options.running_mode} mode needs increasing frame numbers: got {index} after {self._last_frame} "
+                "(use a new pipeline for a new stream, or RunningMode.IMAGE for unrelated images)"
+            )
+        self._last_frame = index
+        return index
+
+    def _tracks(self, frame_bgr: np.ndarray, index: int) -> list[Track]:
+        """Faces to judge now, with track ids: fresh ones in image mode, continued or cut ones otherwise."""
+        if self.options.running_mode == RunningMode.IMAGE:
+            return [Track(i + 1, f.box, f.score) for i, f in enumerate(self.detector.detect(frame_bgr))]
+        if self._count % self.options.detect_every:
+            return self.tracker.visible()
+        faces = self.detector.detect(frame_bgr)
+        apart = 1 if self._last_detection is None else index - self._last_detection
+        self._last_detection = index
+        signatures = [appearance_signature(frame_bgr, f.box) for f in faces]
+        tracks, ended = self.tracker.update(faces, signatures, apart)
+        for track_id in ended:
+            self._deciders.pop(track_id, None)
+        return tracks
+
+    def _decider(self, track_id: int) -> TrackDecider:
+        if self.options.running_mode == RunningMode.IMAGE:
+            return TrackDecider(replace(self.options.smoothing, min_track_age=1), self.model.threshold)
+        decider = self._deciders.get(track_id)
+        if decider is None:
+            decider = self._deciders[track_id] = TrackDecider(self.options.smoothing, self.model.threshold)
+        return decider
 
     def process(
         self, frame_bgr: np.ndarray, source: str = "", frame_index: int | None = None, capture_ms: float = 0.0
     ) -> FrameResult:
-        """Detect (or carry) faces, score each, update its track's decision. ``times.total`` includes
-        ``capture_ms`` (the caller's read/decode time) so it is the frame's whole cost."""
+        """Detect (or carry) faces, score each, decide each on its own track. ``times.total`` includes
+        ``capture_ms`` (the caller's read/decode time) so it is the frame's whole cost.
+
+        Raises ``ValueError`` in video modes when ``frame_index`` does not increase.
+        """
         t0 = perf_counter()
-        index = self._count if frame_index is None else frame_index
-        if self._count % self.options.detect_every == 0:
-            tracks, ended = self.tracker.update(self.detector.detect(frame_bgr))
-            for track_id in ended:
-                self._deciders.pop(track_id, None)
-        else:
-            tracks = self.tracker.visible()
+        index = self._frame_number(frame_index)
+        tracks = self._tracks(frame_bgr, index)
         self._count += 1
         t_detect = perf_counter()
         if self.options.max_faces:
@@ -225,49 +219,17 @@ class LivenessPipeline:
         pre = self.preprocessing
         for track in tracks:
             a = perf_counter()
-            crop = context_crop(frame_bgr, track.box, pre.context, pre.size)
-            problem = self._quality_problem(frame_bgr, track)
+            crop = pre.cut(frame_bgr, track.box)
+            problem = self.quality.problem(frame_bgr, track.box)
             b = perf_counter()
             p_real = self.model.predict(crop.image)
             c = perf_counter()
-            decider = self._deciders.get(track.id)
-            if decider is None:
-                decider = self._deciders[track.id] = TrackDecider(self.options.smoothing, self.threshold)
-            d = decider.update(p_real, problem)
+            d = self._decider(track.id).update(p_real, problem)
             faces.append(FaceResult(track.id, track.box, track.score, p_real, d.p_smoothed, d.decision, d.reason))
             crop_s += b - a
             infer_s += c - b
             decide_s += perf_counter() - c
-        end = perf_counter()
-        times = StageTimes(
-            capture=capture_ms,
-            detect=(t_detect - t0) * 1e3,
-            crop=crop_s * 1e3,
-            infer=infer_s * 1e3,
-            decide=decide_s * 1e3,
-            total=capture_ms + (end - t0) * 1e3,
+        times = StageTimes.measured(
+            capture_ms, (perf_counter() - t0) * 1e3, (t_detect - t0) * 1e3, crop_s * 1e3, infer_s * 1e3, decide_s * 1e3
         )
         return FrameResult(source, index, faces, times)
-
-    def _quality_problem(self, frame: np.ndarray, track: Track) -> str | None:
-        """Why this face's score cannot be trusted, or None. Darkness and blur are judged on the face box only."""
-        x1, y1, x2, y2 = track.box
-        short = min(x2 - x1, y2 - y1)
-        if short < self.min_face_px:
-            return f"face too small ({short:.0f} px < {self.min_face_px:.0f} px)"
-        h, w = frame.shape[:2]
-        ix1, iy1 = max(int(x1), 0), max(int(y1), 0)
-        ix2, iy2 = min(int(np.ceil(x2)), w), min(int(np.ceil(y2)), h)
-        inside = max(ix2 - ix1, 0) * max(iy2 - iy1, 0) / max(track.area, 1.0)
-        if inside < self.options.quality.min_inside or ix2 - ix1 < 2 or iy2 - iy1 < 2:
-            return f"face cut by the frame edge ({min(inside, 1.0):.0%} inside)"
-        cv2.resize(frame[iy1:iy2, ix1:ix2], (QUALITY_SIZE, QUALITY_SIZE), self._small, interpolation=cv2.INTER_LINEAR)
-        cv2.cvtColor(self._small, cv2.COLOR_BGR2GRAY, self._gray)
-        q = self.options.quality
-        brightness = float(self._gray.mean())
-        if brightness < q.dark_mean:
-            return f"too dark (mean {brightness:.0f} < {q.dark_mean:.0f})"
-        sharpness = float(cv2.Laplacian(self._gray, cv2.CV_32F).var())
-        if sharpness < q.min_sharpness:
-            return f"too blurred (sharpness {sharpness:.1f} < {q.min_sharpness:.1f})"
-        return None

@@ -1,16 +1,27 @@
-"""Per-track temporal smoothing of P(real) and the hysteresis decision.
+"""Per-track temporal smoothing of P(real), the hysteresis decision and the fail-closed rule.
 
 One noisy frame must not flip a door lock: scores are averaged over time (EMA or a sliding window) and the
 decision only changes when the smoothed score crosses a band around the model's threshold. A track starts
-undecided, so nothing is ``real`` before the evidence says so (fail closed).
+undecided, so nothing is ``real`` before the evidence says so. History can only hold a decision back, never
+carry one: ``real`` also needs the current frame's own P(real) at or above the model's threshold, so a face
+that inherits a track (a spoof held up where a real face was) is not ``real`` on the strength of the past.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
-REAL, SPOOF, UNCERTAIN = "real", "spoof", "uncertain"
-DECISIONS = (REAL, SPOOF, UNCERTAIN)
+from .types import Decision, SmoothingMethod
+
+REAL, SPOOF, UNCERTAIN = Decision.REAL, Decision.SPOOF, Decision.UNCERTAIN
+DECISIONS = tuple(Decision)
+MAX_WINDOW = 1000  # frames: over half a minute at 30 FPS; longer averages would hide a change of face
+
+
+def _probability(value: float | None, name: str) -> None:
+    if value is not None and not (math.isfinite(value) and 0.0 < value < 1.0):
+        raise ValueError(f"{name} must be a probability strictly between 0 and 1, not {value}")
 
 
 @dataclass(frozen=True)
@@ -19,10 +30,10 @@ class SmoothingOptions:
 
     The hysteresis band is ``threshold ± margin`` unless ``real_above``/``spoof_below`` are given.
     ``min_track_age`` frames of a track are ``uncertain`` while the average fills (None: 3 for EMA,
-    ``window`` for a window; independent still images use 1).
+    ``window`` for a window). Values that would switch the safeguards off raise ``ValueError``.
     """
 
-    method: str = "ema"
+    method: SmoothingMethod = SmoothingMethod.EMA
     alpha: float = 0.5
     window: int = 5
     margin: float = 0.05
@@ -31,12 +42,19 @@ class SmoothingOptions:
     min_track_age: int | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in ("ema", "window"):
-            raise ValueError(f"smoothing method must be ema or window, not {self.method!r}")
-        if not 0.0 < self.alpha <= 1.0:
+        object.__setattr__(self, "method", SmoothingMethod.parse(self.method, "smoothing method"))
+        if not (math.isfinite(self.alpha) and 0.0 < self.alpha <= 1.0):
             raise ValueError(f"EMA alpha must be in (0, 1], got {self.alpha}")
-        if self.window < 1 or self.margin < 0.0:
-            raise ValueError(f"bad smoothing window={self.window} margin={self.margin}")
+        if not 1 <= self.window <= MAX_WINDOW:
+            raise ValueError(f"smoothing window must be 1-{MAX_WINDOW} frames, got {self.window}")
+        if not (math.isfinite(self.margin) and 0.0 <= self.margin < 0.5):
+            raise ValueError(f"hysteresis margin must be in [0, 0.5), got {self.margin}")
+        _probability(self.real_above, "real_above")
+        _probability(self.spoof_below, "spoof_below")
+        if self.real_above is not None and self.spoof_below is not None and self.spoof_below > self.real_above:
+            raise ValueError(f"hysteresis band is inverted: spoof below {self.spoof_below} > real above {self.real_above}")
+        if self.min_track_age is not None and not 1 <= self.min_track_age <= MAX_WINDOW:
+            raise ValueError(f"min_track_age must be 1-{MAX_WINDOW} frames, got {self.min_track_age}")
 
     def band(self, threshold: float) -> tuple[float, float]:
         """(spoof_below, real_above) for a model whose decision threshold is ``threshold``."""
@@ -49,8 +67,8 @@ class SmoothingOptions:
     @property
     def warmup(self) -> int:
         if self.min_track_age is not None:
-            return max(1, self.min_track_age)
-        return 3 if self.method == "ema" else self.window
+            return self.min_track_age
+        return 3 if self.method == SmoothingMethod.EMA else self.window
 
 
 class ScoreSmoother:
@@ -62,7 +80,7 @@ class ScoreSmoother:
         self._recent: deque[float] = deque(maxlen=options.window)
 
     def update(self, p: float) -> float:
-        if self.options.method == "window":
+        if self.options.method == SmoothingMethod.WINDOW:
             self._recent.append(p)
             self._value = sum(self._recent) / len(self._recent)
         elif self._value is None:
@@ -77,27 +95,28 @@ class ScoreSmoother:
 
 
 @dataclass(frozen=True)
-class Decision:
+class TrackDecision:
     p_smoothed: float
-    decision: str
+    decision: Decision
     reason: str | None
 
 
 class TrackDecider:
-    """Smoothing, hysteresis and the warm-up rule for one track. Frames failing a quality check are not
-    averaged in (their score is unreliable) and are ``uncertain`` whatever the history says."""
+    """Smoothing, hysteresis, the warm-up rule and the fail-closed rule for one track. Frames failing a quality
+    check are not averaged in (their score is unreliable) and are ``uncertain`` whatever the history says."""
 
     def __init__(self, options: SmoothingOptions, threshold: float) -> None:
         self.options = options
+        self.threshold = threshold
         self.low, self.high = options.band(threshold)
         self.smoother = ScoreSmoother(options)
         self.state = UNCERTAIN
         self.scored = 0
 
-    def update(self, p_real: float, quality_problem: str | None = None) -> Decision:
+    def update(self, p_real: float, quality_problem: str | None = None) -> TrackDecision:
         if quality_problem is not None:
             current = self.smoother.value
-            return Decision(p_real if current is None else current, UNCERTAIN, quality_problem)
+            return TrackDecision(p_real if current is None else current, UNCERTAIN, quality_problem)
         s = self.smoother.update(p_real)
         self.scored += 1
         if s >= self.high:
@@ -105,7 +124,9 @@ class TrackDecider:
         elif s <= self.low:
             self.state = SPOOF
         if self.scored < self.options.warmup:
-            return Decision(s, UNCERTAIN, f"track warming up ({self.scored}/{self.options.warmup} frames)")
+            return TrackDecision(s, UNCERTAIN, f"track warming up ({self.scored}/{self.options.warmup} frames)")
         if self.state == UNCERTAIN:
-            return Decision(s, UNCERTAIN, f"score in the undecided band {self.low:.2f}-{self.high:.2f}")
-        return Decision(s, self.state, None)
+            return TrackDecision(s, UNCERTAIN, f"score in the undecided band {self.low:.2f}-{self.high:.2f}")
+        if self.state == REAL and p_real < self.threshold:
+            return TrackDecision(s, UNCERTAIN, f"this frame's P(real) {p_real:.2f} is below {self.threshold:.2f}")
+        return TrackDecision(s, self.state, None)

@@ -18,10 +18,11 @@ import cv2
 import numpy as np
 
 from .errors import SourceError, SourceLost
+from .labels import IMAGE_SUFFIXES
+from .types import RunningMode
 
 log = logging.getLogger("liveness_edge")
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 ROTATIONS = {0: None, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
 
@@ -62,6 +63,13 @@ class SourceSpec:
     retries: int = 5
     retry_delay: float = 1.0
     stall_timeout: float = 5.0
+
+    @property
+    def running_mode(self) -> RunningMode:
+        """How the pipeline relates this source's frames: independent images, one clip, or a live stream."""
+        if self.kind == "images":
+            return RunningMode.IMAGE
+        return RunningMode.VIDEO if self.kind == "video" else RunningMode.LIVE_STREAM
 
 
 def open_camera(index: int) -> cv2.VideoCapture:

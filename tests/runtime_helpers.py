@@ -2,6 +2,7 @@
 fake backends with scripted scores, fake cameras, and real frames from ../shared/data."""
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -101,14 +102,19 @@ def build_tiny_manifest(root: Path) -> Path:
 
 
 def copy_manifest(src: Path, dst: Path) -> Path:
-    """A private copy of a manifest and its files, safe to corrupt."""
+    """A private copy of a manifest and its files, safe to corrupt (files from outside its folder, such as
+    the package's detectors, are copied into it and the entries renamed)."""
     m = Manifest.load(src)
-    for entry in [*m.models, *m.detectors]:
-        target = dst / entry.file
+    data = json.loads(Path(src).read_text())
+    for entry in [*data["models"], *data["detectors"]]:
+        original = (m.root / entry["file"]).resolve()
+        if not original.is_relative_to(m.root.resolve()):
+            entry["file"] = f"outside/{original.name}"
+        target = dst / entry["file"]
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
-            shutil.copy(m.path_of(entry), target)
-    (dst / "manifest.json").write_text(Path(src).read_text())
+            shutil.copy(original, target)
+    (dst / "manifest.json").write_text(json.dumps(data, indent=2))
     return dst / "manifest.json"
 
 
@@ -157,8 +163,8 @@ def scripted_pipeline(
     counting = CountingBackend(det.backend)
     detector = FaceDetector(counting, det.options)
     backend = ScriptedBackend(score)
-    model = LivenessModel(backend, Preprocessing(size=TINY_SIZE, context=TINY_CONTEXT), ["spoof", "real"])
-    return LivenessPipeline(detector, model, threshold, options), backend, counting
+    model = LivenessModel(backend, Preprocessing(size=TINY_SIZE, context=TINY_CONTEXT), ["spoof", "real"], threshold)
+    return LivenessPipeline(detector, model, options), backend, counting
 
 
 def nuaa_files(shared_data: Path, label: str, n: int, step: int = 97) -> list[Path]:

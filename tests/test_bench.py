@@ -4,6 +4,8 @@ from __future__ import annotations
 import itertools
 import json
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from liveness_edge.benchmarks.report import (
 )
 from liveness_edge.benchmarks.timer import StageRecorder, summarize
 from liveness_edge.runtime.errors import SourceError
+from liveness_edge.runtime.labels import label_from_parts
 from liveness_edge.train.metrics import pad_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -52,7 +55,7 @@ def test_stage_recorder_keeps_stage_order_and_values():
 def _fake_result(kind: str, total_ms: list[float], **config) -> ConfigResult:
     rec = StageRecorder()
     for t in total_ms:
-        rec.add("read", 1.0)
+        rec.add("capture", 1.0)
         rec.add("detect", t * 0.5)
         if kind != "detector":
             rec.add("crop", t * 0.1)
@@ -139,19 +142,24 @@ def _touch_image(path):
     cv2.imwrite(str(path), np.zeros((4, 4, 3), np.uint8))
 
 
-def test_scan_labelled_any_depth_with_attack_types(tmp_path):
+def test_scan_labelled_any_depth_with_attack_types_as_gathering_reads_them(tmp_path):
     for rel in ("a/real/x.png", "a/b/real/deep/y.jpg", "spoof/print/p.png", "spoof/replay/phone/r.png",
-                "spoof/s.png", "other/z.png"):
+                "spoof/s.png", "other/z.png", "b/live/l.png", "b/fake/mask/f.png"):
         _touch_image(tmp_path / rel)
     (tmp_path / "spoof" / "notes.txt").write_text("not an image")
     found = {str(i.path.relative_to(tmp_path)): (i.label, i.attack) for i in scan_labelled([tmp_path])}
     assert found == {
-        "a/real/x.png": (1, ""),
-        "a/b/real/deep/y.jpg": (1, ""),
+        "a/real/x.png": (1, "none"),
+        "a/b/real/deep/y.jpg": (1, "none"),
         "spoof/print/p.png": (0, "print"),
         "spoof/replay/phone/r.png": (0, "replay"),
-        "spoof/s.png": (0, "unspecified"),
+        "spoof/s.png": (0, "unknown"),
+        "b/live/l.png": (1, "none"),
+        "b/fake/mask/f.png": (0, "mask"),
     }
+    for rel, (label, attack) in found.items():  # the parser gathering and calibration use (train.data re-exports it)
+        parts = Path(rel).parts[:-1]
+        assert label_from_parts(parts) == (("real" if label else "spoof"), attack)
     with pytest.raises(SourceError):
         scan_labelled([tmp_path / "other"])
 

@@ -34,8 +34,8 @@ def test_tiny_matrix_runs_end_to_end_and_failures_become_rows(manifest, tmp_path
         assert rows[name]["status"] == "failed" and "bogus" in rows[name]["error"]
     pipe, det = rows["livenessnet onnx int8 1t"], rows["detector only onnx 1t"]
     assert pipe["status"] == det["status"] == "ok"
-    assert set(pipe["stages"]) == {"read", "detect", "crop", "infer", "decide", "total"}
-    assert set(det["stages"]) == {"read", "detect", "total"}
+    assert set(pipe["stages"]) == {"capture", "detect", "crop", "infer", "decide", "total"}
+    assert set(det["stages"]) == {"capture", "detect", "total"}
     assert all(len(v) == 4 for v in pipe["samples"].values())
     assert pipe["faces_per_frame"] == 1.0  # the generated clip shows one face
     assert pipe["model_bytes"] == manifest.model("livenessnet", "onnx", "int8").bytes

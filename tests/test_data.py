@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from liveness_edge.runtime.errors import SplitLeak
+
 from liveness_edge.train.data import (
     Sample,
     Split,
@@ -148,10 +150,12 @@ def test_leave_source_out() -> None:
         leave_source_out(samples, "nope")
 
 
-def test_disjointness_check_catches_a_shared_group() -> None:
+def test_disjointness_check_catches_a_shared_group_even_under_python_O() -> None:
     a, b = Sample(Path("a"), 1, "none", "s", "s:1"), Sample(Path("b"), 0, "x", "s", "s:1")
-    with pytest.raises(AssertionError):
+    with pytest.raises(SplitLeak, match="two sides"):  # an exception, not an assert that -O would remove
         assert_disjoint(Split([a], [b], [], {"train": ["s:1"], "val": ["s:1"], "test": []}))
+    with pytest.raises(SplitLeak, match="outside its group"):
+        assert_disjoint(Split([a], [], [], {"train": ["s:2"], "val": [], "test": []}))
 
 
 def test_bad_fractions_raise() -> None:

@@ -15,7 +15,6 @@ def decisions(manifest, options, frames):
     pipeline = LivenessPipeline.from_manifest(manifest, options)
     out = []
     for frame in frames:
-        pipeline.reset()
         out.append([(f.decision, f.p_real) for f in pipeline.process(frame).faces])
     return out
 
@@ -29,7 +28,7 @@ def test_backends_give_the_same_decisions(shared_data, model, precision):
     if not {(model, "onnx", precision), (model, "tflite", precision)} <= have:
         pytest.skip(f"the manifest lacks {model} {precision} on both backends")
     frames = [cv2.imread(str(f)) for label in ("real", "spoof") for f in nuaa_files(shared_data, label, 12, 61)]
-    base = PipelineOptions(model=model, precision=precision).for_still_images()
+    base = PipelineOptions(running_mode="image", model=model, precision=precision)
     onnx = decisions(manifest, replace(base, backend="onnx"), frames)
     lite = decisions(manifest, replace(base, backend="tflite"), frames)
     assert [len(a) for a in onnx] == [len(b) for b in lite]  # the same detector boxes on both backends

@@ -1,6 +1,7 @@
 """The liveness-edge command: JSONL schema, outputs, the demo, and every error as one line + exit code."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -109,14 +110,21 @@ def test_demo_runs_on_the_shipped_samples(runtime_manifest):
     assert "INFO: Created TensorFlow Lite" not in proc.stderr  # LiteRT's native chatter is hidden
 
 
-def test_model_path_outside_the_manifest_runs_with_a_visible_warning(runtime_manifest, tmp_path):
+def test_model_path_outside_the_manifest_needs_a_digest_or_a_loud_opt_in(runtime_manifest, tmp_path):
     size = Manifest.load(runtime_manifest).model("livenessnet", "onnx", "fp32").preprocessing.size
     own = tmp_path / "retrained.onnx"
     write_tiny_onnx(own, size, gain=0.03)
     image = str(cli.SAMPLES_DIR / "real" / "image_T1.jpg")
-    proc = liveness_edge("--image", image, "--manifest", str(runtime_manifest), "--model-path", str(own))
+    base = ("--image", image, "--manifest", str(runtime_manifest), "--model-path", str(own))
+    one_error_line(liveness_edge(*base), 2, "--sha256, or --allow-unverified")
+    proc = liveness_edge(*base, "--allow-unverified", "--quiet")
     assert proc.returncode == 0, proc.stderr
-    assert "WARNING: " in proc.stderr and "retrained.onnx is not in the manifest" in proc.stderr
+    assert "WARNING: " in proc.stderr and "unverified" in proc.stderr  # loud even under --quiet
+    flipped = bytearray(own.read_bytes())
+    digest = hashlib.sha256(flipped).hexdigest()
+    flipped[len(flipped) // 2] ^= 0xFF
+    own.write_bytes(bytes(flipped))
+    one_error_line(liveness_edge(*base, "--sha256", digest), 3, "does not match --sha256")
 
 
 @pytest.mark.parametrize(

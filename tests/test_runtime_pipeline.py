@@ -2,6 +2,7 @@
 quality checks, model loading from a manifest (sha256), and both backends agreeing."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import replace
@@ -11,11 +12,14 @@ import numpy as np
 import pytest
 
 from liveness_edge.runtime.cli import SAMPLES_DIR
-from liveness_edge.runtime.errors import ManifestError, ModelError
+from liveness_edge.runtime.errors import ManifestError, ModelError, UsageError
 from liveness_edge.runtime.manifest import Manifest
-from liveness_edge.runtime.pipeline import LivenessPipeline, PipelineOptions, QualityOptions, choose_backend
+from liveness_edge.runtime.manifest import choose_backend
+from liveness_edge.runtime.pipeline import LivenessPipeline, PipelineOptions
+from liveness_edge.runtime.quality import QualityOptions
 from liveness_edge.runtime.smoothing import SmoothingOptions
 from liveness_edge.runtime.sources import VideoSource
+from liveness_edge.runtime.types import RunningMode
 from runtime_helpers import (  # noqa: F401  (runtime_manifest is a fixture)
     copy_manifest,
     face_tile,
@@ -25,7 +29,7 @@ from runtime_helpers import (  # noqa: F401  (runtime_manifest is a fixture)
     write_tiny_onnx,
 )
 
-STILL = PipelineOptions().for_still_images()
+STILL = PipelineOptions(running_mode=RunningMode.IMAGE)
 VIDEO = "jomariya/videos/real/real_1.mp4"
 
 
@@ -88,7 +92,9 @@ def test_max_faces_keeps_the_largest(shared_data):
 
 @pytest.mark.data
 def test_detect_every_carries_boxes_and_keeps_track_ids(shared_data):
-    options = PipelineOptions(detect_every=3, smoothing=SmoothingOptions(method="window", window=4))
+    options = PipelineOptions(
+        running_mode=RunningMode.VIDEO, detect_every=3, smoothing=SmoothingOptions(method="window", window=4)
+    )
     pipeline, model, detector = scripted_pipeline(options=options)
     source = VideoSource(str(shared_data / VIDEO))
     results = []
@@ -103,9 +109,8 @@ def test_detect_every_carries_boxes_and_keeps_track_ids(shared_data):
     assert results[1].faces[0].box == results[0].faces[0].box  # carried unchanged between detections
     assert [r.faces[0].decision for r in results] == ["uncertain"] * 3 + ["real"] * 6
     assert results[0].faces[0].reason.startswith("track warming up")
-    pipeline.reset()
-    again = pipeline.process(cv2.imread(str(nuaa_files(shared_data, "real", 1)[0])))
-    assert again.faces[0].track == 1 and again.faces[0].decision == "uncertain" and detector.calls == 4
+    with pytest.raises(ValueError, match="increasing frame numbers"):
+        pipeline.process(frame.image, frame.source, 0)  # a frame number that goes back: another stream
 
 
 @pytest.mark.data
@@ -131,7 +136,6 @@ def test_default_quality_checks_catch_darkness_and_blur_not_normal_frames(shared
     dark = (img * 0.12).astype(np.uint8)
     blurred = cv2.GaussianBlur(img, (0, 0), 12)
     for frame, reason in ((dark, "too dark"), (blurred, "too blurred")):
-        pipeline.reset()
         faces = pipeline.process(frame).faces
         assert all(f.decision == "uncertain" and f.reason.startswith(reason) for f in faces)
 
@@ -142,7 +146,6 @@ def test_face_cut_by_the_frame_edge_is_uncertain(shared_data):
     pipeline, _, _ = scripted_pipeline(options=STILL)
     x1, y1, x2, y2 = pipeline.process(img).faces[0].box
     cut = np.ascontiguousarray(img[:, int((x1 + x2) / 2) - 20 :])  # left part of the face (and context) gone
-    pipeline.reset()
     faces = pipeline.process(cut).faces
     assert faces and all(f.decision == "uncertain" for f in faces)
     assert any("cut by the frame edge" in f.reason for f in faces)
@@ -189,11 +192,19 @@ def test_explicit_model_path_trusted_by_digest_or_run_with_a_warning(runtime_man
     assert "not in the manifest" not in caplog.text  # same sha256 as a manifest entry: trusted
     retrained = tmp_path / "retrained.onnx"
     write_tiny_onnx(retrained, entry.preprocessing.size, gain=0.07)
+    with pytest.raises(UsageError, match="--sha256, or --allow-unverified"):
+        LivenessPipeline.from_manifest(runtime_manifest, PipelineOptions(model_path=str(retrained)))
     with caplog.at_level(logging.WARNING, logger="liveness_edge"):
-        pipeline = LivenessPipeline.from_manifest(runtime_manifest, PipelineOptions(model_path=str(retrained)))
-    assert "retrained.onnx is not in the manifest" in caplog.text
-    assert pipeline.preprocessing == entry.preprocessing
-    with pytest.raises(ModelError, match="not found"):
+        pipeline = LivenessPipeline.from_manifest(
+            runtime_manifest, PipelineOptions(model_path=str(retrained), allow_unverified=True)
+        )
+    assert "retrained.onnx is not in the manifest" in caplog.text and not pipeline.verified
+    assert pipeline.preprocessing == entry.preprocessing and pipeline.threshold == entry.threshold
+    digest = hashlib.sha256(retrained.read_bytes()).hexdigest()
+    assert LivenessPipeline.from_manifest(runtime_manifest, PipelineOptions(model_path=str(retrained), model_sha256=digest)).verified
+    with pytest.raises(ModelError, match="does not match --sha256"):
+        LivenessPipeline.from_manifest(runtime_manifest, PipelineOptions(model_path=str(renamed), model_sha256=digest))
+    with pytest.raises(ModelError, match="missing"):
         LivenessPipeline.from_manifest(runtime_manifest, PipelineOptions(model_path=str(tmp_path / "nope.onnx")))
 
 

@@ -18,9 +18,9 @@ def test_ema_and_window_averages():
     assert [win.update(p) for p in (0.9, 0.0, 0.3, 0.6)] == pytest.approx([0.9, 0.45, 0.4, 0.3])
 
 
-def test_single_noisy_frame_does_not_flip_real():
+def test_single_noisy_frame_does_not_flip_to_spoof_and_is_not_real_itself():
     seq = [0.9] * 5 + [0.1] + [0.9] * 3
-    assert decisions(seq) == [REAL] * 9
+    assert decisions(seq) == [REAL] * 5 + [UNCERTAIN] + [REAL] * 3  # the frame's own score is not real
     raw = [REAL if p > 0.5 else SPOOF for p in seq]
     assert SPOOF in raw  # without smoothing the spike would have flipped it
 
@@ -29,7 +29,8 @@ def test_hysteresis_band_holds_state_until_crossed():
     options = SmoothingOptions(method="window", window=1, margin=0.1, min_track_age=1)
     # 0.55 and 0.45 are inside the 0.4-0.6 band: the state set by the last crossing holds
     seq = [0.7, 0.55, 0.45, 0.41, 0.39, 0.45, 0.59, 0.61]
-    assert decisions(seq, options) == [REAL, REAL, REAL, REAL, SPOOF, SPOOF, SPOOF, REAL]
+    # a real state holds only while each frame's own score clears the threshold (fail closed)
+    assert decisions(seq, options) == [REAL, REAL, UNCERTAIN, UNCERTAIN, SPOOF, SPOOF, SPOOF, REAL]
 
 
 def test_starts_undecided_inside_band_fail_closed():

@@ -40,11 +40,31 @@ def test_face_back_within_max_missed_keeps_its_id():
     assert again.id == first.id
 
 
-def test_far_jump_is_a_new_track_and_reset_restarts_ids():
+def test_far_jump_is_a_new_track():
     tracker = IouTracker()
     (a,), _ = tracker.update([face(0, 0)])
     (b,), _ = tracker.update([face(200, 200)])
     assert a.id != b.id
-    tracker.reset()
-    (c,), _ = tracker.update([face(0, 0)])
-    assert c.id == 1 and tracker.tracks == [c]
+
+
+def test_appearance_decides_when_boxes_are_ambiguous():
+    """At a crossing each new box overlaps the other face's old box more than its own: IoU alone would swap
+    the two histories; the appearance signatures keep each face on its own track."""
+    sig_a, sig_b = np.eye(2, 768, 0, np.float32)[0], np.eye(2, 768, 1, np.float32)[1]
+    tracker = IouTracker()
+    (a, b), _ = tracker.update([face(100, 100), face(160, 130)], [sig_a, sig_b])
+    seen, _ = tracker.update([face(140, 110), face(120, 122)], [sig_a, sig_b])  # a moved right, b left
+    assert [t.id for t in seen] == [a.id, b.id]
+    plain = IouTracker()
+    (pa, pb), _ = plain.update([face(100, 100), face(160, 130)])
+    swapped, _ = plain.update([face(140, 110), face(120, 122)])
+    assert [t.id for t in swapped] == [pb.id, pa.id]  # what IoU alone does
+
+
+def test_changed_appearance_in_the_same_box_cuts_the_track():
+    sig_a, sig_b = np.eye(2, 768, 0, np.float32)[0], np.eye(2, 768, 1, np.float32)[1]
+    tracker = IouTracker()
+    (a,), _ = tracker.update([face(100, 100)], [sig_a])
+    (same,), _ = tracker.update([face(102, 100)], [sig_a])
+    (other,), ended = tracker.update([face(102, 100)], [sig_b])
+    assert same.id == a.id and other.id != a.id and ended == []

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..runtime.errors import LivenessEdgeError
+from ..runtime.errors import UsageError, run_cli
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -142,15 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ banner out of error output
     args = build_parser().parse_args(argv)
     handlers = {"fit": _fit, "loso": _loso, "zeroshot": _zeroshot, "average": _average, "compare": _compare}
-    try:
-        handlers[args.command](args)
-    except LivenessEdgeError as e:
-        print(f"liveness-train: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except (ValueError, OSError) as e:
-        print(f"liveness-train: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("liveness-train: interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+    def body() -> int:
+        try:
+            handlers[args.command](args)
+        except ValueError as e:  # options dataclasses and data checks refuse what cannot work
+            raise UsageError(str(e)) from e
+        return 0
+
+    return run_cli("liveness-train", body)

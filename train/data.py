@@ -20,17 +20,20 @@ from tqdm import tqdm
 
 from ..runtime.crop import CROP_MODES
 from ..runtime.detector import DetectorOptions, FaceDetector
-from ..runtime.errors import LivenessEdgeError, SourceError
+from ..runtime.errors import LivenessEdgeError, SourceError, SplitLeak
+from ..runtime.labels import (  # noqa: F401  (re-exported: the one folder/suffix vocabulary)
+    IMAGE_SUFFIXES,
+    LABELS,
+    NO_ATTACK,
+    REAL_NAMES,
+    SPOOF_NAMES,
+    UNKNOWN_ATTACK,
+    VIDEO_SUFFIXES,
+    label_from_parts,
+)
 from ..runtime.preprocessing import Preprocessing
 from ..runtime.types import Face
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
-REAL_NAMES = frozenset({"real", "live", "genuine", "bonafide", "bona_fide", "bona-fide"})
-SPOOF_NAMES = frozenset({"spoof", "fake", "attack", "imposter", "impostor"})
-LABELS = {"spoof": 0, "real": 1}
-NO_ATTACK = "none"
-UNKNOWN_ATTACK = "unknown"
 INDEX_COLUMNS = (
     "file", "label", "attack", "source", "group", "source_file", "frame",
     "x1", "y1", "x2", "y2", "detector_score", "context", "crop_size", "crop_mode",
@@ -54,21 +57,6 @@ class GatherError(LivenessEdgeError):
 # ---------------------------------------------------------------------------------------------------------------
 # Labels, attack types and groups from paths
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def label_from_parts(parts: Sequence[str]) -> tuple[str | None, str]:
-    """(label, attack) from folder names; the deepest real/spoof synonym wins, case-insensitive.
-
-    The attack type is the folder right below the spoof folder (spoof/print/x.jpg -> "print"), else "unknown";
-    real samples have attack "none". ``parts`` are folder names only (not the file name).
-    """
-    for i in range(len(parts) - 1, -1, -1):
-        name = parts[i].lower()
-        if name in REAL_NAMES:
-            return "real", NO_ATTACK
-        if name in SPOOF_NAMES:
-            return "spoof", parts[i + 1] if i + 1 < len(parts) else UNKNOWN_ATTACK
-    return None, UNKNOWN_ATTACK
 
 
 def _epoch_seconds(name: str) -> int | None:
@@ -522,11 +510,14 @@ def _deal(
 
 
 def assert_disjoint(split: Split) -> None:
-    """Fail loudly if a group sits on two sides: that would leak near-duplicate frames into evaluation."""
+    """Fail loudly (``SplitLeak``, also under ``python -O``) if a group sits on two sides: that would leak
+    near-duplicate frames into evaluation."""
     sides = [set(split.groups[side]) for side in SIDES]
-    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2]), "a group is on two sides"
+    if sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2]:
+        raise SplitLeak("a group is on two sides of the split")
     for side in SIDES:
-        assert {s.group for s in getattr(split, side)} <= set(split.groups[side]), "sample outside its group's side"
+        if not {s.group for s in getattr(split, side)} <= set(split.groups[side]):
+            raise SplitLeak(f"a {side} sample lies outside its group's side")
 
 
 def in_unit(source: str, unit: str) -> bool:

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from ..runtime.errors import run_cli
+from ..runtime.errors import NothingGathered, run_cli
 from .data import GatherOptions, gather
 
 
@@ -42,7 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         confidence=args.confidence, detector=args.detector, assume_cropped=args.assume_cropped, append=args.append,
     )
     def body() -> int:
-        print(gather(args.input, args.out, options).to_markdown())
+        summary = gather(args.input, args.out, options)
+        print(summary.to_markdown())
+        if not any(c.faces_written for c in summary.counts.values()):
+            raise NothingGathered(f"no face crop written from {args.input} (see the table above)")
         return 0
 
     return run_cli("liveness-gather", body, "interrupted; index.csv keeps the crops written so far")

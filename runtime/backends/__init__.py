@@ -17,19 +17,22 @@ def backend_name(path: str | Path) -> str:
     return BACKENDS[suffix]
 
 
-def open_model(path: str | Path, threads: int = 1) -> Backend:
-    """Load a model file on the backend its suffix names."""
+def open_model(path: str | Path, threads: int = 1, content: bytes | None = None) -> Backend:
+    """Load a model on the backend its file suffix names: from ``content`` when given (the bytes already
+    hashed, so the file cannot change between check and load), else from the file."""
     path = Path(path)
     name = backend_name(path)
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
+    if content is None:
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        content = path.read_bytes()
     if name == "onnx":
         from .onnx import OnnxBackend
 
-        return OnnxBackend(str(path), threads)
+        return OnnxBackend(str(path), threads, content)
     from .tflite import TFLiteBackend
 
-    return TFLiteBackend(str(path), threads)
+    return TFLiteBackend(str(path), threads, content)
 
 
 __all__ = ["Backend", "TensorInfo", "open_model", "backend_name", "BACKENDS"]

@@ -17,7 +17,7 @@ _DTYPES = {
 class OnnxBackend:
     """One ``InferenceSession`` with explicit threading: idle spinning workers would steal CPU from OpenCV."""
 
-    def __init__(self, path: str, threads: int = 1) -> None:
+    def __init__(self, path: str, threads: int = 1, content: bytes | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -29,7 +29,7 @@ class OnnxBackend:
         opts.log_severity_level = 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self._session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(path if content is None else content, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:
             raise ModelError(f"cannot load ONNX model {path}: {str(e).splitlines()[0][:200]}") from e
         self.path = path

@@ -23,10 +23,11 @@ def _interpreter_class():
 class TFLiteBackend:
     """One interpreter, tensors allocated once; outputs are copied so the next run cannot overwrite them."""
 
-    def __init__(self, path: str, threads: int = 1) -> None:
+    def __init__(self, path: str, threads: int = 1, content: bytes | None = None) -> None:
         interpreter = _interpreter_class()
         try:
-            self._interp = interpreter(model_path=path, num_threads=max(1, threads))
+            source = {"model_path": path} if content is None else {"model_content": content}
+            self._interp = interpreter(**source, num_threads=max(1, threads))
             self._interp.allocate_tensors()
         except Exception as e:
             raise ModelError(f"cannot load TFLite model {path}: {str(e).splitlines()[0][:200]}") from e
