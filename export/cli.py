@@ -9,7 +9,7 @@ from ..runtime.errors import run_cli
 from ..runtime.manifest import ARTIFACTS_DIR
 from .options import FORMATS, PRECISIONS, ExportOptions, OnnxQuantOptions
 
-DEFAULT_RUNS = ("livenessnet", "mobilenetv3")
+DEFAULT_RUNS = ("livenessnet", "mobilenetv3", "minifasnet")
 
 
 def _list(allowed: tuple[str, ...]):
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("runs", nargs="*", type=Path, metavar="RUN_DIR",
                    help="training run folders with model.keras + config.json (default: artifacts/livenessnet "
-                   "artifacts/mobilenetv3)")
+                   "artifacts/mobilenetv3 artifacts/minifasnet)")
     p.add_argument("--out", type=Path, default=ARTIFACTS_DIR, help="output folder holding manifest.json "
                    "(default: %(default)s)")
     p.add_argument("--formats", type=_list(FORMATS), default=FORMATS, help="comma list (default: onnx,tflite)")

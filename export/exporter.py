@@ -130,6 +130,8 @@ def tensor_spec(info: TensorInfo, raw_bytes: bool = False) -> TensorSpec:
 def _settings(run: Run, fmt: str, precision: str, options: ExportOptions, tuning: Choice | None) -> dict:
     """How a file was made (ModelEntry.extra), with the settings the tuning chose."""
     extra: dict = {"source": "model.keras", "source_sha256": sha256_of(run.keras_path)}
+    if "band" in run.config:  # hysteresis band chosen with the threshold (pooled out-of-source predictions)
+        extra["band"] = run.config["band"]
     if fmt == "onnx":
         extra["converter"] = "tf2onnx.convert.from_keras"
         extra["opset"] = options.opset

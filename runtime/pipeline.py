@@ -155,6 +155,9 @@ class LivenessPipeline:
         det_options = DetectorOptions(variant=options.detector, min_score=options.min_detector_score)
         detector = FaceDetector(open_model(r.detector_path, options.threads, r.detector_bytes), det_options)
         e = r.model
+        band = e.extra.get("band")  # chosen with the threshold on out-of-source predictions (export records it)
+        if band and options.smoothing.real_above is None and options.smoothing.spoof_below is None:
+            options = replace(options, smoothing=replace(options.smoothing, spoof_below=band[0], real_above=band[1]))
         model = LivenessModel(open_model(r.model_path, options.threads, r.model_bytes), e.preprocessing, e.labels, e.threshold)
         description = (
             f"{e.name} {e.precision} on {e.format} ({r.model_path.name}{'' if r.verified else ', UNVERIFIED'}), "

@@ -173,3 +173,29 @@ def test_training_without_init_works(mf, tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["train_options"]["init"] is None and config["name"] == "minifasnet"
     assert config["data"]["path"] == "g"  # relative to the data root: no path of this machine
+
+
+def test_liveness_wrapper_reads_three_logits_and_two_probabilities():
+    """Silent-Face's output (3 logits, class 1 real) is softmaxed; a 2-class softmax is read as it is."""
+    from runtime_helpers import TINY_SIZE
+
+    from liveness_edge.runtime.backends.base import TensorInfo
+    from liveness_edge.runtime.liveness import LivenessModel
+
+    class Fixed:
+        def __init__(self, out: list[float]) -> None:
+            self.path = "fixed"
+            self.inputs = [TensorInfo("x", (1, TINY_SIZE, TINY_SIZE, 3), np.dtype(np.float32))]
+            self.outputs = [TensorInfo("y", (1, len(out)), np.dtype(np.float32))]
+            self.out = np.array([out], np.float32)
+
+        def run(self, x: np.ndarray) -> list[np.ndarray]:
+            return [self.out]
+
+    pre = Preprocessing(size=TINY_SIZE, context=2.7, crop="shift")
+    crop = np.zeros((TINY_SIZE, TINY_SIZE, 3), np.uint8)
+    logits = [2.0, 5.0, 1.0]
+    three = LivenessModel(Fixed(logits), pre, ["attack_a", "real", "attack_b"])
+    assert three.predict(crop) == pytest.approx(np.exp(5) / (np.exp(2) + np.exp(5) + np.exp(1)), rel=1e-5)
+    two = LivenessModel(Fixed([0.3, 0.7]), pre, ["spoof", "real"])
+    assert two.predict(crop) == pytest.approx(0.7)

@@ -1,4 +1,5 @@
-"""liveness-train: fit one model, run leave-one-source-out, or compare two run dirs (thin argparse layer)."""
+"""liveness-train: fit one model, run leave-one-source-out, score a model zero-shot, average LOSO runs with their
+initial weights, or compare run dirs (thin argparse layer)."""
 from __future__ import annotations
 
 import argparse
@@ -73,11 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     avg.add_argument("--init", required=True, help="the initial weights the runs were fine-tuned from")
     avg.add_argument("--alphas", type=float, nargs="+", default=[0.25, 0.5], help="values of A (default 0.25 0.5)")
     avg.add_argument("--data-root", type=Path, help="folder the runs' config.json data paths are relative to")
-    cmp = sub.add_parser("compare", help="compare two run dirs: test metrics, size, Keras latency",
+    cmp = sub.add_parser("compare", help="compare two or more run dirs: test metrics, size, Keras latency",
                          description="Side-by-side test metrics, parameters, .keras size and Keras ms/face.")
-    cmp.add_argument("run_a", type=Path)
-    cmp.add_argument("run_b", type=Path)
-    cmp.add_argument("--out", type=Path, help="output prefix for .md and .png (default: RUN_A/../compare)")
+    cmp.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="two or more run dirs")
+    cmp.add_argument("--out", type=Path, help="output prefix for .md and .png (default: first RUN_DIR/../compare)")
     cmp.add_argument("--timing-runs", type=int, default=100, help="timed model(x) calls per model (default 100)")
     return parser
 
@@ -134,7 +134,7 @@ def _average(args: argparse.Namespace) -> None:
 def _compare(args: argparse.Namespace) -> None:
     from .report import compare
 
-    print(compare(args.run_a, args.run_b, args.out or args.run_a.parent / "compare", args.timing_runs))
+    print(compare(args.runs, args.out or args.runs[0].parent / "compare", args.timing_runs))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
