@@ -199,3 +199,25 @@ def test_liveness_wrapper_reads_three_logits_and_two_probabilities():
     assert three.predict(crop) == pytest.approx(np.exp(5) / (np.exp(2) + np.exp(5) + np.exp(1)), rel=1e-5)
     two = LivenessModel(Fixed([0.3, 0.7]), pre, ["spoof", "real"])
     assert two.predict(crop) == pytest.approx(0.7)
+
+
+def test_a_run_adopts_the_pooled_loso_threshold_and_reports_it(tmp_path):
+    pytest.importorskip("tensorflow")
+    from liveness_edge.train.train import adopt_transfer_threshold
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"threshold": 0.5}))
+    (run / "metrics.json").write_text(json.dumps({"threshold": 0.5}))
+    rows = [{"file": f"{i}.jpg", "source": "s", "label": i % 2, "attack": "print" if i % 2 == 0 else "none",
+             "p_real": p} for i, p in enumerate([0.1, 0.6, 0.7, 0.9])]
+    (run / "predictions.json").write_text(json.dumps(rows))
+    loso = tmp_path / "loso.json"
+    transfer = {"threshold": 0.65, "band": [0.3, 0.8], "rule": "r", "unit_mean_eer": 0.1, "units": ["a", "b"]}
+    loso.write_text(json.dumps({"transfer": transfer, "at_transfer_threshold": {"a": {"acer": 0.1}}}))
+    assert adopt_transfer_threshold(run, loso) == 0.65
+    config, metrics = (json.loads((run / f).read_text()) for f in ("config.json", "metrics.json"))
+    assert config["threshold"] == 0.65 and config["band"] == [0.3, 0.8]
+    assert metrics["validation_eer_threshold"] == 0.5 and metrics["loso_at_threshold"] == {"a": {"acer": 0.1}}
+    # at 0.65: real 0.6 rejected (BPCER 1/2), spoof 0.7 accepted (APCER 1/2)
+    assert metrics["test"]["bpcer"] == 0.5 and metrics["test"]["apcer"] == 0.5

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Train on a train/val/test split by group (subject, session, video, set).")
     _add_train_options(fit)
     fit.add_argument("--test-fraction", type=float, default=0.15, help="share of groups for test")
+    fit.add_argument("--threshold-from", type=Path, metavar="LOSO_JSON",
+                     help="ship the threshold and band chosen on the pooled held-out predictions of this LOSO "
+                     "summary (loso.json or average_a*.json of the same recipe) instead of the validation EER")
     loso = sub.add_parser("loso", help="leave-one-source-out: one run per held-out source + summary",
                           description="For every source: train on the others, test on it. Writes OUT/<source>/ "
                                       "run dirs and OUT/loso.{md,json,png}.")
@@ -97,6 +100,10 @@ def _fit(args: argparse.Namespace) -> None:
     from .train import train_run
 
     result = train_run(args.data, args.out, _options(args), data_base=args.data_root)
+    if args.threshold_from:
+        from .train import adopt_transfer_threshold
+
+        result.threshold = adopt_transfer_threshold(args.out, args.threshold_from)
     test = result.test
     print(f"{args.model}: {result.epochs_run} epochs in {result.train_seconds:.0f} s, threshold {result.threshold:.3f}")
     if test is not None:

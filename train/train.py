@@ -344,6 +344,37 @@ def _write_run_dir(
     _write_json(result.out_dir / "predictions.json", prediction_rows(result.test_samples, result.p_test))
 
 
+def adopt_transfer_threshold(run_dir: str | Path, loso_json: str | Path) -> float:
+    """Make a run ship the threshold and band chosen on pooled LOSO predictions (``loso_json`` from
+    ``liveness-train loso`` or ``average`` of the same recipe) instead of its in-domain validation EER;
+    metrics.json then reports every held-out source's APCER/BPCER/ACER at that threshold."""
+    run_dir = Path(run_dir)
+    summary = json.loads(Path(loso_json).read_text())
+    if "transfer" not in summary:
+        raise SourceError(f"{loso_json} has no pooled-LOSO threshold (needs two or more held-out sources)")
+    t = summary["transfer"]
+    config = json.loads((run_dir / "config.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config.update(threshold=t["threshold"], band=t["band"], threshold_rule=t["rule"],
+                  threshold_source=Path(loso_json).name)
+    metrics.update(threshold=t["threshold"], validation_eer_threshold=metrics.get("threshold"), transfer=t,
+                   loso_at_threshold=summary.get("at_transfer_threshold", {}))
+    rows = json.loads((run_dir / "predictions.json").read_text())
+    if rows:  # the in-domain test side, re-scored at the shipped threshold
+        y, p = np.array([r["label"] for r in rows]), np.array([r["p_real"] for r in rows])
+        attacks = [r["attack"] for r in rows]
+        metrics["test"] = pad_metrics(y, p, t["threshold"], attacks).to_dict()
+        sources = np.array([r["source"] for r in rows])
+        metrics["test_per_source"] = {
+            source: pad_metrics(y[sources == source], p[sources == source], t["threshold"],
+                                [a for a, s in zip(attacks, sources) if s == source]).to_dict()
+            for source in sorted(set(sources.tolist()))
+        }
+    _write_json(run_dir / "config.json", config)
+    _write_json(run_dir / "metrics.json", metrics)
+    return float(t["threshold"])
+
+
 def prediction_rows(samples: Sequence[Sample], p: np.ndarray) -> list[dict]:
     """Per-sample test predictions (file name, source, label, attack, P(real)): what pooled-LOSO threshold
     selection reads."""
