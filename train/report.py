@@ -267,7 +267,7 @@ def write_loso_summary(result: "LosoResult", prefix: str | Path) -> str:
     payload = {
         "model": result.model, "context": result.context,
         "rows": [{k: None if isinstance(v, float) and np.isnan(v) else v for k, v in r.items()} for r in rows],
-        "runs": {s: str(r.out_dir) for s, r in result.runs.items()},
+        "runs": {s: r.out_dir.name for s, r in result.runs.items()},  # beside this summary; no machine paths
     }
     if len(result.runs) > 1:
         t = result.transfer()

@@ -330,7 +330,7 @@ def _write_run_dir(
         },
         "split": {side: {"groups": split.groups.get(side, []), "n": len(getattr(split, side))}
                   for side in ("train", "val", "test")},
-        "train_options": options.to_dict(),
+        "train_options": {**options.to_dict(), "init": Path(options.init).name if options.init else None},
         "training": {
             "seconds": round(result.train_seconds, 1),
             "epochs_run": result.epochs_run,
