@@ -22,7 +22,7 @@ from ..runtime.errors import LivenessEdgeError, ManifestError, ModelError
 from ..runtime.manifest import DetectorEntry, Manifest, ModelEntry, TensorSpec, sha256_of
 from ..runtime.preprocessing import Preprocessing
 from .calibration import CropSet, load_crops, pick, representative_inputs, samples_in_dir, samples_of_run
-from .options import ExportError, ExportOptions, model_file
+from .options import ExportError, ExportOptions, model_file, onnx_quant_for
 from .to_onnx import keras_to_onnx, quantize_onnx, tflite_to_onnx
 from .to_tflite import TFLITE_INT8_SETTINGS, keras_to_tflite
 from .tools import first_line, tool_versions
@@ -136,7 +136,7 @@ def _settings(run: Run, fmt: str, precision: str, options: ExportOptions, tuning
         extra["converter"] = "tf2onnx.convert.from_keras"
         extra["opset"] = options.opset
         if precision == "int8":
-            quant = options.onnx_quant
+            quant = onnx_quant_for(run.name, options.onnx_quant)
             if tuning is not None:
                 quant = replace(quant, float_convs=int(tuning.setting.split("=")[1]))
             extra["quantization"] = {"tool": "onnxruntime.quantization.quantize_static (MinMax, after "
@@ -182,10 +182,10 @@ def convert_run(run: Run, staging: Path, options: ExportOptions, calibration: Cr
                     if not fp32.exists():
                         keras_to_onnx(run.model, fp32, options.opset)
                     if options.tune_onnx:
-                        choices[(fmt, precision)] = tune_onnx(fp32, path, inputs, *tuned, options.onnx_quant,
+                        choices[(fmt, precision)] = tune_onnx(fp32, path, inputs, *tuned, onnx_quant_for(run.name, options.onnx_quant),
                                                               options.max_int8_drift)
                     else:
-                        quantize_onnx(fp32, path, inputs, options.onnx_quant)
+                        quantize_onnx(fp32, path, inputs, onnx_quant_for(run.name, options.onnx_quant))
             except LivenessEdgeError:
                 raise
             except Exception as e:

@@ -24,6 +24,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42, help="seed for split, shuffling, augmentation, init")
     p.add_argument("--val-fraction", type=float, default=0.15, help="share of groups for validation")
     p.add_argument("--sources", nargs="+", metavar="SOURCE", help="use only these sources of DATA")
+    p.add_argument("--exclude-sources", nargs="+", metavar="SOURCE", help="leave these sources of DATA out")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.add_argument("--data-root", type=Path, help="folder the run's config.json stores DATA relative to "
@@ -91,7 +92,8 @@ def _options(args: argparse.Namespace):
     return TrainOptions(
         model=args.model, size=args.size, epochs=args.epochs, batch=args.batch, lr=args.lr, patience=args.patience,
         seed=args.seed, val_fraction=args.val_fraction, test_fraction=getattr(args, "test_fraction", 0.0),
-        augment=not args.no_augment, sources=args.sources, verbose=2 if args.quiet else 1,
+        augment=not args.no_augment, sources=args.sources, exclude_sources=args.exclude_sources,
+        verbose=2 if args.quiet else 1,
         init=args.init, head=args.head, freeze=args.freeze, average=args.average, balance=args.balance,
     )
 

@@ -44,6 +44,7 @@ class TrainOptions:
     augment: bool = True
     augment_options: AugmentOptions = field(default_factory=AugmentOptions)
     sources: list[str] | None = None
+    exclude_sources: list[str] | None = None
     verbose: int = 2
     init: str | None = None
     head: int = 3
@@ -109,15 +110,17 @@ def read_preprocessing(data_root: Path, size: int, color_order: str = "RGB") -> 
                          crop=read_crop_mode(data_root))
 
 
-def load_samples(data_root: Path, sources: Sequence[str] | None = None) -> list[Sample]:
-    """Samples of the gathered folder, optionally only the named sources."""
+def load_samples(
+    data_root: Path, sources: Sequence[str] | None = None, exclude: Sequence[str] | None = None
+) -> list[Sample]:
+    """Samples of the gathered folder, optionally only the named sources and without the excluded ones."""
     samples = load_index(data_root)
+    unknown = (set(sources or ()) | set(exclude or ())) - {s.source for s in samples}
+    if unknown:
+        raise SourceError(f"sources not in {data_root}: {', '.join(sorted(unknown))}")
     if sources:
-        unknown = set(sources) - {s.source for s in samples}
-        if unknown:
-            raise SourceError(f"sources not in {data_root}: {', '.join(sorted(unknown))}")
         samples = [s for s in samples if s.source in set(sources)]
-    return samples
+    return [s for s in samples if s.source not in set(exclude or ())]
 
 
 def load_images(samples: Sequence[Sample], preprocessing: Preprocessing, cache: ImageCache | None = None) -> np.ndarray:
@@ -255,7 +258,7 @@ def train_run(
     data_root, out_dir = Path(data_root), Path(out_dir)
     preprocessing = read_preprocessing(data_root, options.size)
     if split is None:
-        samples = load_samples(data_root, options.sources)
+        samples = load_samples(data_root, options.sources, options.exclude_sources)
         split = group_split(samples, options.val_fraction, options.test_fraction, options.seed)
     if not split.train or not split.val:
         raise SourceError("the split left the training or validation side empty; gather more groups")
@@ -455,7 +458,7 @@ def loso_run(
 ) -> LosoResult:
     """Leave-one-source-out: for every source, train on the others (group split into train/val) and test on it."""
     data_root, out_dir = Path(data_root), Path(out_dir)
-    samples = load_samples(data_root, options.sources)
+    samples = load_samples(data_root, options.sources, options.exclude_sources)
     sources = sorted({s.source for s in samples})
     holdouts = list(holdouts) if holdouts else sources
     unknown = {h for h in holdouts if not any(in_unit(source, h) for source in sources)}
