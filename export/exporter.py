@@ -182,7 +182,8 @@ def convert_run(run: Run, staging: Path, options: ExportOptions, calibration: Cr
                     if not fp32.exists():
                         keras_to_onnx(run.model, fp32, options.opset)
                     if options.tune_onnx:
-                        choices[(fmt, precision)] = tune_onnx(fp32, path, inputs, *tuned, onnx_quant_for(run.name, options.onnx_quant),
+                        quant = onnx_quant_for(run.name, options.onnx_quant)
+                        choices[(fmt, precision)] = tune_onnx(fp32, path, inputs, *tuned, quant,
                                                               options.max_int8_drift)
                     else:
                         quantize_onnx(fp32, path, inputs, onnx_quant_for(run.name, options.onnx_quant))

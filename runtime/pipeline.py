@@ -61,7 +61,7 @@ class PipelineOptions:
     """
 
     running_mode: RunningMode = RunningMode.IMAGE
-    model: str = "livenessnet"
+    model: str = "minifasnet"  # best leave-one-source-out ACER (README, Models)
     backend: str = AUTO
     precision: Precision = Precision.INT8
     threads: int = 1

@@ -1,8 +1,8 @@
 """Face gathering (videos, images, already-cropped sets -> context crops + index.csv) and honest group splits.
 
 Training crops are made with the runtime's own detector and ``Preprocessing.cut`` (the one crop function, in
-the mode asked for) so that training and the device see the same pixels. Every crop carries a ``group`` (subject, client, session, video or whole set) so that
-splits never put near-duplicate frames of one group on two sides.
+the mode asked for) so that training and the device see the same pixels. Every crop carries a ``group``
+(subject, client, session, video or whole set) so that splits never put near-duplicate frames of one group on two sides.
 """
 from __future__ import annotations
 

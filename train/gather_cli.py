@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = GatherOptions(
-        source=args.source, label=args.label, context=args.context, crop_size=args.crop_size, crop_mode=args.crop_mode, skip=args.skip,
+        source=args.source, label=args.label, context=args.context, crop_size=args.crop_size,
+        crop_mode=args.crop_mode, skip=args.skip,
         confidence=args.confidence, detector=args.detector, assume_cropped=args.assume_cropped, append=args.append,
     )
     def body() -> int:

@@ -115,9 +115,10 @@ def build_minifasnet(size: int = PRETRAINED_SIZE, head: int = 3, dropout: float 
     x = _mf_conv(inputs, "conv1", k[0], 3, 2)
     x = _mf_conv(x, "conv2_dw", k[1], 3, 1, depthwise=True)
     x = _mf_depth_wise(x, "conv_23", k[2], k[4], 2, residual=False)
-    plan = ((x, "conv_3", 4, 4, 17), (None, "conv_4", 6, 19, 38), (None, "conv_5", 2, 40, 47))
+    # (stage, residual blocks, index of its width in ``k``); stages 4 and 5 start with a stride-2 transition
+    plan = (("conv_3", 4, 4), ("conv_4", 6, 19), ("conv_5", 2, 40))
     transitions = {"conv_4": ("conv_34", 17), "conv_5": ("conv_45", 38)}
-    for _, stage, blocks, start, _end in plan:
+    for stage, blocks, start in plan:
         if stage in transitions:
             name, i = transitions[stage]
             x = _mf_depth_wise(x, name, k[i], k[i + 2], 2, residual=False)
@@ -150,8 +151,8 @@ def load_init_weights(model: keras.Model, init: str | Path, bgr: bool | None = N
     """Copy weights by layer name from the model file ``init``; returns the names of the layers loaded.
 
     A BGR file (``bgr``; by default: its input is named ``*bgr*``, as the shared Silent-Face port's is) gets
-    its first convolution's kernel reversed along the input channels, which makes it take RGB exactly at no cost. A fresh 2-class
-    head (``prob2``) starts from the 3-logit head: real = class 1, spoof = the mean of classes 0 and 2.
+    its first convolution's kernel reversed along the input channels, which makes it take RGB exactly at no
+    cost. A fresh 2-class head (``prob2``) starts from the 3-logit head: real = class 1, spoof = the mean of classes 0 and 2.
     """
     source = keras.models.load_model(init, compile=False)
     bgr = "bgr" in source.inputs[0].name.lower() if bgr is None else bgr

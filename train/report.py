@@ -181,8 +181,8 @@ def compare(runs: Sequence[str | Path], out: str | Path, timing_runs: int = 100)
         "| | " + " | ".join(r.name for r in rs) + " |",
         "|---|" + "---:|" * len(rs),
         row("input", [f"{r.config['input_shape'][0]} px" for r in rs]),
-        row("context / crop", [f"{r.config['preprocessing']['context']} / {r.config['preprocessing'].get('crop', 'pad')}"
-                               for r in rs]),
+        row("context / crop", [f"{p['context']} / {p.get('crop', 'pad')}"
+                               for p in (r.config["preprocessing"] for r in rs)]),
         row("parameters", [f"{r.params:,}" for r in rs]),
         row(".keras size (KB)", [f"{r.keras_bytes / 1024:.0f}" for r in rs]),
         row("Keras ms/face (model(x), batch 1)", [f"{r.ms_per_face:.2f}" for r in rs]),

@@ -121,7 +121,8 @@ def zero_shot_markdown(result: ZeroShotResult) -> str:
                      f" {f.bpcer:.3f} | {f.acer:.3f} | {tr.apcer:.3f} | {tr.bpcer:.3f} | {tr.acer:.3f} |")
     main = [(f, tr) for unit, f, tr in rows if unit not in REPORTED_SEPARATELY]
     if main:
-        mean = {k: float(np.nanmean([getattr(f, k) for f, _ in main])) for k in ("auc", "eer", "apcer", "bpcer", "acer")}
+        keys = ("auc", "eer", "apcer", "bpcer", "acer")
+        mean = {k: float(np.nanmean([getattr(f, k) for f, _ in main])) for k in keys}
         mt = {k: float(np.nanmean([getattr(tr, k) for _, tr in main])) for k in ("apcer", "bpcer", "acer")}
         lines.append(f"| mean (without {', '.join(REPORTED_SEPARATELY)}) | | | {mean['auc']:.3f} | {mean['eer']:.3f} |"
                      f" {mean['apcer']:.3f} | {mean['bpcer']:.3f} | {mean['acer']:.3f} | {mt['apcer']:.3f} |"
