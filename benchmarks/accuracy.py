@@ -17,6 +17,7 @@ import numpy as np
 
 from ..runtime.errors import LivenessEdgeError, SourceError
 from ..runtime.manifest import DEFAULT_MANIFEST
+from ..runtime.types import DetectorVariant
 from ..train.metrics import PadMetrics, pad_metrics
 from ..runtime.labels import IMAGE_SUFFIXES, LABELS, label_from_parts
 from .latency import environment, progress, shipped
@@ -58,7 +59,7 @@ class AccuracyOptions:
     backends: tuple[str, ...] = ()
     precisions: tuple[str, ...] = ()
     threads: int = 1
-    detector: str = "short"
+    detector: DetectorVariant = DetectorVariant.SHORT
     manifest: str = str(DEFAULT_MANIFEST)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..runtime.errors import SourceError, UsageError, run_cli
 from ..runtime.manifest import DEFAULT_MANIFEST
+from ..runtime.types import DetectorVariant
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -28,7 +29,8 @@ def _matrix_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=_names, default=(), help="e.g. livenessnet,mobilenetv3 (default: all shipped)")
     parser.add_argument("--backends", type=_names, default=(), help="onnx,tflite (default: all shipped)")
     parser.add_argument("--precision", type=_names, default=(), help="fp32,int8 (default: all shipped)")
-    parser.add_argument("--detector", choices=("short", "full"), default="short", help="BlazeFace variant")
+    parser.add_argument("--detector", choices=tuple(DetectorVariant), default=DetectorVariant.SHORT,
+                        help="BlazeFace variant")
     parser.add_argument("--manifest", default=str(DEFAULT_MANIFEST), help="artifacts manifest.json")
 
 

@@ -27,7 +27,7 @@ from ..runtime.errors import BackendUnavailable, LivenessEdgeError, SourceError
 from ..runtime.labels import IMAGE_SUFFIXES
 from ..runtime.manifest import ARTIFACTS_DIR, DEFAULT_MANIFEST, Manifest
 from ..runtime.sources import ImageSource, VideoSource
-from ..runtime.types import Stage, StageTimes
+from ..runtime.types import DetectorVariant, Stage, StageTimes
 from .timer import LatencyStats, StageRecorder, ms_since
 
 STAGES = tuple(Stage)  # the runtime's stage names; the bench's total is ``StageTimes.processing`` (decode excluded)
@@ -46,7 +46,7 @@ class BenchConfig:
     backend: str = ""
     precision: str = ""
     threads: int = 1
-    detector: str = "short"
+    detector: DetectorVariant = DetectorVariant.SHORT
     frames: int = 200
     warmup: int = 20
     source: str = ""
@@ -111,7 +111,7 @@ class MatrixOptions:
     warmup: int = 20
     source: str = ""
     manifest: str = str(DEFAULT_MANIFEST)
-    detector: str = "short"
+    detector: DetectorVariant = DetectorVariant.SHORT
     detector_rows: bool = True
     baseline: bool = True
     baseline_model: str = ""

@@ -4,12 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..runtime.backends import BACKENDS
 from ..runtime.errors import ExportFailed
 from ..runtime.manifest import ARTIFACTS_DIR
+from ..runtime.types import ModelFormat, Precision
 
-FORMATS = ("onnx", "tflite")
-PRECISIONS = ("fp32", "int8")
-SUFFIX = {"onnx": ".onnx", "tflite": ".tflite"}
+FORMATS = tuple(ModelFormat)
+PRECISIONS = tuple(Precision)
+SUFFIX = {fmt: suffix for suffix, fmt in BACKENDS.items()}
 
 
 class ExportError(ExportFailed):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 import tempfile
 from pathlib import Path
 
@@ -28,7 +29,9 @@ def tflite_to_onnx(src: str | Path, dst: str | Path, opset: int) -> None:
     import tf2onnx
 
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    with quiet_output():
+    with quiet_output(), warnings.catch_warnings():
+        # tf2onnx reads the .tflite with tf.lite.Interpreter, which TensorFlow flags as deprecated on every use
+        warnings.filterwarnings("ignore", ".*tf.lite.Interpreter is deprecated", UserWarning)
         tf2onnx.convert.from_tflite(str(src), opset=opset, output_path=str(dst))
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ..train.models import numpy2_deprecations_hushed
 from .tools import quiet_output
 
 TFLITE_INT8_SETTINGS = {
@@ -50,13 +51,14 @@ def unfolded_dense_norms(model: keras.Model) -> keras.Model:
     if not norms:
         return model
     copy = keras.models.clone_model(model, clone_function=clone)
-    for layer in model.layers:
-        if layer in norms:
-            gamma, beta, mean, var = layer.get_weights()
-            scale = gamma / np.sqrt(var + layer.epsilon)
-            copy.get_layer(f"{layer.name}_affine").set_weights([scale.reshape(1, 1, -1, 1), beta - mean * scale])
-        else:
-            copy.get_layer(layer.name).set_weights(layer.get_weights())
+    with numpy2_deprecations_hushed():
+        for layer in model.layers:
+            if layer in norms:
+                gamma, beta, mean, var = layer.get_weights()
+                scale = gamma / np.sqrt(var + layer.epsilon)
+                copy.get_layer(f"{layer.name}_affine").set_weights([scale.reshape(1, 1, -1, 1), beta - mean * scale])
+            else:
+                copy.get_layer(layer.name).set_weights(layer.get_weights())
     return copy
 
 

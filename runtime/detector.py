@@ -13,7 +13,7 @@ import numpy as np
 
 from .backends import Backend, open_model
 from .boxes import iou
-from .types import Face
+from .types import DetectorVariant, Face
 
 FACE_DETECTOR_DIR = Path(__file__).resolve().parent.parent / "face_detector"
 
@@ -28,17 +28,20 @@ class AnchorSpec:
 
 
 ANCHORS = {
-    "short": AnchorSpec(128, (8, 16, 16, 16), True),  # 16*16*2 + 8*8*6 = 896
-    "full": AnchorSpec(192, (4,), False),  # 48*48 = 2304
+    DetectorVariant.SHORT: AnchorSpec(128, (8, 16, 16, 16), True),  # 16*16*2 + 8*8*6 = 896
+    DetectorVariant.FULL: AnchorSpec(192, (4,), False),  # 48*48 = 2304
 }
-MODEL_FILES = {"short": "face_detection_short_range.tflite", "full": "face_detection_full_range.tflite"}
+MODEL_FILES = {
+    DetectorVariant.SHORT: "face_detection_short_range.tflite",
+    DetectorVariant.FULL: "face_detection_full_range.tflite",
+}
 
 
 @dataclass(frozen=True)
 class DetectorOptions:
     """``variant`` short (faces within ~2 m) or full (further away); thresholds as in MediaPipe."""
 
-    variant: str = "short"
+    variant: DetectorVariant = DetectorVariant.SHORT
     min_score: float = 0.5
     nms_iou: float = 0.3
     raw_score_limit: float = 80.0

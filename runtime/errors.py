@@ -108,6 +108,13 @@ def signals_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+def one_line(error: BaseException) -> str:
+    """A library's multi-line message (OpenCV's, ONNX Runtime's) as one line, control characters escaped."""
+    from .terminal import printable
+
+    return printable(" ".join(line.strip() for line in str(error).splitlines() if line.strip()))
+
+
 def run_cli(prog: str, body: Callable[[], int], interrupted: str = "interrupted", debug: bool = False) -> int:
     """The one error contract of every CLI: a project error becomes one line ``prog: error: ...`` and its exit
     code, Ctrl-C/SIGTERM 130, anything else one line and exit 1. ``debug`` re-raises (with its cause chain)."""
@@ -119,10 +126,11 @@ def run_cli(prog: str, body: Callable[[], int], interrupted: str = "interrupted"
     except LivenessEdgeError as e:
         if debug:
             raise
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
         return e.exit_code
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         if debug:
             raise
-        print(f"{prog}: error: unexpected {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)
+        print(f"{prog}: error: unexpected {type(e).__name__}: {one_line(e)} (run with --debug for details)",
+              file=sys.stderr)
         return 1

@@ -1,12 +1,15 @@
 """Where results go: JSONL lines for other programs, annotated video/images, a window, an end-of-run summary.
 
 Writers open lazily, flush as they go and are safe to ``close`` twice, so every exit path (error, Ctrl-C,
-end of stream) leaves complete files behind.
+end of stream) leaves complete files behind. A write that fails (full disk, ``ulimit -f``, /dev/full) is an
+``OutputError``, never a silent loss; a closed pipe on stdout (``| head -1``) is ``ReaderGone``: the reader
+has what it wanted, so the run stops cleanly.
 """
 from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 import time
 from collections import Counter
@@ -19,6 +22,7 @@ import numpy as np
 
 from .errors import DisplayError, OutputError
 from .smoothing import DECISIONS
+from .terminal import printable
 from .types import FrameResult
 
 STAGES = ("capture", "detect", "crop", "infer", "decide", "liveness", "total")
@@ -52,33 +56,65 @@ def frame_record(result: FrameResult) -> dict:
     }
 
 
+class ReaderGone(Exception):
+    """Whoever read our stdout closed the pipe (``| head -1``): stop cleanly, it is not an error."""
+
+
+def stdout_closed_by_reader() -> ReaderGone:
+    """Point fd 1 at /dev/null so the interpreter's last flush cannot fail again, and say why we stop."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return ReaderGone("stdout was closed by its reader")
+
+
+def write_line(file: IO[str], text: str, what: str) -> None:
+    """``text`` and a newline, flushed; a failed write is an ``OutputError`` (or ``ReaderGone`` on stdout)."""
+    try:
+        file.write(text + "\n")
+        file.flush()
+    except BrokenPipeError:
+        if file is sys.stdout:
+            raise stdout_closed_by_reader() from None
+        raise OutputError(f"cannot write {what}: the pipe was closed") from None
+    except OSError as e:
+        raise OutputError(f"cannot write {what}: {e.strerror or e}") from None
+
+
 class JsonlWriter:
     """One JSON object per line, flushed per frame so a reader on the other end of a pipe sees it at once."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.what = "JSONL to stdout" if path == "-" else f"JSONL to {printable(path)}"
         if path == "-":
             self._file: IO[str] | None = sys.stdout
         else:
             try:
                 self._file = open(path, "w", encoding="utf-8")
             except OSError as e:
-                raise OutputError(f"cannot write JSONL to {path}: {e.strerror}") from None
+                raise OutputError(f"cannot write {self.what}: {e.strerror}") from None
 
     def write(self, result: FrameResult) -> None:
         if self._file is None:
-            raise OutputError(f"JSONL writer for {self.path} is closed")
-        self._file.write(json.dumps(frame_record(result), separators=(",", ":")) + "\n")
-        self._file.flush()
+            raise OutputError(f"JSONL writer for {printable(self.path)} is closed")
+        write_line(self._file, json.dumps(frame_record(result), separators=(",", ":")), self.what)
 
     def close(self) -> None:
-        if self._file is not None and self._file is not sys.stdout:
-            self._file.close()
-        self._file = None
+        file, self._file = self._file, None
+        if file is not None and file is not sys.stdout:
+            try:
+                file.close()
+            except OSError as e:
+                raise OutputError(f"cannot write {self.what}: {e.strerror or e}") from None
 
 
 class VideoWriter:
-    """The annotated video; opened on the first frame, when the size is known."""
+    """The annotated video; opened on the first frame, when the size is known.
+
+    OpenCV's writer reports no write errors, so ``close`` reopens the file and counts its frames: a full
+    disk or a file size limit is an ``OutputError`` instead of an unplayable file and exit 0.
+    """
 
     def __init__(self, path: str, fps: float | None) -> None:
         self.path = path
@@ -88,7 +124,7 @@ class VideoWriter:
             raise OutputError(f"--output {path}: use one of {', '.join(sorted(VIDEO_CODECS))}")
         parent = Path(path).resolve().parent
         if not parent.is_dir():
-            raise OutputError(f"cannot write video {path}: folder {parent} does not exist")
+            raise OutputError(f"cannot write video {printable(path)}: folder {printable(str(parent))} does not exist")
         self._fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[suffix])
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
@@ -100,7 +136,7 @@ class VideoWriter:
             self._writer = cv2.VideoWriter(self.path, self._fourcc, self.fps, size)
             if not self._writer.isOpened():
                 self._writer = None
-                raise OutputError(f"cannot write video {self.path}: OpenCV could not open a writer for it")
+                raise OutputError(f"cannot write video {printable(self.path)}: OpenCV could not open a writer for it")
             self._size = size
         if size != self._size:
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
@@ -108,9 +144,34 @@ class VideoWriter:
         self.frames += 1
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-        self._writer = None
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        writer.release()
+        readable = video_frame_count(self.path)
+        if readable < self.frames:
+            raise OutputError(
+                f"the annotated video {printable(self.path)} is incomplete: {readable} of {self.frames} frames "
+                "readable (disk full or file size limit?)"
+            )
+
+
+def video_frame_count(path: str) -> int:
+    """Frames a finished video file says it holds (0 if it cannot be opened)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
+
+
+SAVED_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def saved_image_path(directory: str | Path, name: str) -> Path:
+    """Where ``ImageSaver`` writes the annotated copy of ``name`` (other formats become .jpg)."""
+    path = Path(directory) / name
+    return path if path.suffix.lower() in SAVED_SUFFIXES else path.with_suffix(".jpg")
 
 
 class ImageSaver:
@@ -121,16 +182,22 @@ class ImageSaver:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise OutputError(f"cannot create --save-dir {directory}: {e.strerror}") from None
+            raise OutputError(f"cannot create --save-dir {printable(directory)}: {e.strerror}") from None
         self.saved = 0
 
     def save(self, name: str, image: np.ndarray) -> Path:
-        path = self.directory / name
-        if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp"):
-            path = path.with_suffix(".jpg")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(path), image):
-            raise OutputError(f"cannot write image {path}")
+        """Encoded in memory and written with Python's file API, so a short write raises instead of
+        leaving a cut-off image behind."""
+        path = saved_image_path(self.directory, name)
+        ok, data = cv2.imencode(path.suffix, image)
+        if not ok:
+            raise OutputError(f"cannot encode image {printable(str(path))}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data.tobytes())
+        except OSError as e:
+            path.unlink(missing_ok=True)  # a cut-off image is worse than none
+            raise OutputError(f"cannot write image {printable(str(path))}: {e.strerror or e}") from None
         self.saved += 1
         return path
 
@@ -182,15 +249,44 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else 0.0
 
 
+class Reservoir:
+    """A uniform random sample of at most ``capacity`` values from a stream (Vitter's algorithm R).
+
+    A run of any length keeps the same memory; percentiles are exact up to ``capacity`` values and within
+    about a percentile point beyond (4096 samples). The seed is fixed so a run's summary is reproducible.
+    """
+
+    def __init__(self, capacity: int = 4096, seed: int = 0) -> None:
+        self.capacity = capacity
+        self.values: list[float] = []
+        self.seen = 0
+        self._random = random.Random(seed)
+
+    def add(self, value: float) -> None:
+        self.seen += 1
+        if len(self.values) < self.capacity:
+            self.values.append(value)
+            return
+        slot = self._random.randrange(self.seen)
+        if slot < self.capacity:
+            self.values[slot] = value
+
+    def percentile(self, q: float) -> float:
+        return percentile(self.values, q)
+
+
 @dataclass
 class RunSummary:
-    """Counts and per-stage latency over a run; ``fps`` is frames per wall-clock second, capture included."""
+    """Counts and per-stage latency over a run; ``fps`` is frames per wall-clock second, capture included.
+
+    Memory is bounded: stage times are kept in fixed-size reservoirs, not per frame.
+    """
 
     frames: int = 0
     faces: int = 0
     frames_with_faces: int = 0
     decisions: Counter = field(default_factory=Counter)
-    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    stage_ms: dict[str, Reservoir] = field(default_factory=lambda: {s: Reservoir() for s in STAGES})
     skipped: int = 0
     dropped: int = 0
     started: float = field(default_factory=time.perf_counter)
@@ -207,7 +303,7 @@ class RunSummary:
         self.frames_with_faces += bool(result.faces)
         self.decisions.update(f.decision for f in result.faces)
         for stage in STAGES:
-            self.stage_ms[stage].append(getattr(result.times, stage))
+            self.stage_ms[stage].add(getattr(result.times, stage))
 
     def finish(self) -> "RunSummary":
         self.ended = time.perf_counter()
@@ -222,10 +318,10 @@ class RunSummary:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
     def median(self, stage: str) -> float:
-        return percentile(self.stage_ms[stage], 50)
+        return self.stage_ms[stage].percentile(50)
 
     def p90(self, stage: str) -> float:
-        return percentile(self.stage_ms[stage], 90)
+        return self.stage_ms[stage].percentile(90)
 
     def to_dict(self) -> dict:
         return {

@@ -13,11 +13,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
 from .errors import SourceError, SourceLost
+from .images import DEFAULT_MAX_PIXELS, ImageProblem, decode_image
+from .terminal import printable
 from .labels import IMAGE_SUFFIXES
 from .types import RunningMode
 
@@ -38,9 +41,11 @@ class Frame:
 
 
 class FrameSource(Protocol):
-    """What the run loop needs from a source. ``live`` sources drop stale frames; files do not."""
+    """What the run loop needs from a source. ``live`` sources drop stale frames; files do not.
+    ``running_mode`` says how the pipeline must relate the frames (independent images, a clip, a stream)."""
 
     live: bool
+    running_mode: RunningMode
     info: str
     fps: float | None
     length: int | None
@@ -63,6 +68,7 @@ class SourceSpec:
     retries: int = 5
     retry_delay: float = 1.0
     stall_timeout: float = 5.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     @property
     def running_mode(self) -> RunningMode:
@@ -70,6 +76,24 @@ class SourceSpec:
         if self.kind == "images":
             return RunningMode.IMAGE
         return RunningMode.VIDEO if self.kind == "video" else RunningMode.LIVE_STREAM
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (and user name) replaced by ``***``: what may be printed or logged."""
+    try:
+        parts = urlsplit(url)
+        if "@" not in parts.netloc:
+            return printable(url)
+        host = parts.netloc.rsplit("@", 1)[1]
+        return printable(urlunsplit(parts._replace(netloc=f"***@{host}")))
+    except ValueError:
+        return "(an unparsable URL)"
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st ..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def open_camera(index: int) -> cv2.VideoCapture:
@@ -95,7 +119,8 @@ class LatestFrameReader:
 
     ``read`` returns a BGR frame or None when the device stopped; ``reconnect`` (optional) gets one chance per
     failure to bring it back. ``get`` raises ``SourceLost`` once the device is gone or silent for
-    ``stall_timeout`` seconds.
+    ``stall_timeout`` seconds. ``release`` is called by the reading thread itself when it ends: a device is
+    never released under a read that is still blocked in native code (OpenCV aborts the process then).
     """
 
     def __init__(
@@ -104,11 +129,13 @@ class LatestFrameReader:
         what: str,
         stall_timeout: float = 5.0,
         reconnect: Callable[[], bool] | None = None,
+        release: Callable[[], None] | None = None,
     ) -> None:
         self._read = read
         self._what = what
         self._stall_timeout = stall_timeout
         self._reconnect = reconnect
+        self._release = release
         self._cond = threading.Condition()
         self._latest: tuple[np.ndarray, int] | None = None
         self._error: str | None = None
@@ -122,6 +149,13 @@ class LatestFrameReader:
         return self
 
     def _loop(self) -> None:
+        try:
+            self._read_until_stopped()
+        finally:
+            if self._release is not None:
+                self._release()
+
+    def _read_until_stopped(self) -> None:
         while not self._stop.is_set():
             try:
                 image = self._read()
@@ -132,7 +166,7 @@ class LatestFrameReader:
             if image is None:
                 if self._stop.is_set():
                     break
-                if self._reconnect is not None and self._reconnect():
+                if self._reconnect is not None and self._reconnect(self._stop):
                     continue
                 with self._cond:
                     self._error = f"{self._what} disconnected ({why})"
@@ -157,17 +191,35 @@ class LatestFrameReader:
             item, self._latest = self._latest, None
             return item
 
-    def stop(self) -> None:
+    @property
+    def stopping(self) -> threading.Event:
+        return self._stop
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Ask the thread to end and wait up to ``timeout`` s; False if it is still blocked in a read (it
+        releases the device itself when that read returns)."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=1.0)
+            self._thread.join(timeout=timeout)
+        return not self._thread.is_alive()
+
+
+def readers_still_blocked() -> list[str]:
+    """Reader threads still inside a native read after their source was closed."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("reader ") and t.is_alive()]
 
 
 class _LiveSource:
-    """Shared loop of the live sources: frames from a ``LatestFrameReader`` until closed."""
+    """Shared loop of the live sources: frames from a ``LatestFrameReader`` until closed.
+
+    ``close`` waits ``close_timeout`` s for a read in progress (OpenCV's stream timeouts are 5 s); a thread
+    still blocked after that releases the device itself.
+    """
 
     live = True
+    running_mode = RunningMode.LIVE_STREAM
     length = None
+    close_timeout = 6.0
 
     def __init__(self, source: str, what: str, stall_timeout: float) -> None:
         self.source = source
@@ -180,11 +232,12 @@ class _LiveSource:
     def _read(self) -> np.ndarray | None:
         raise NotImplementedError
 
-    def _reconnect(self) -> bool:
+    def _reconnect(self, stop: threading.Event) -> bool:
         return False
 
     def frames(self) -> Iterator[Frame]:
-        self.reader = LatestFrameReader(self._read, self.what, self.stall_timeout, self._reconnect).start()
+        self.reader = LatestFrameReader(self._read, self.what, self.stall_timeout, self._reconnect, self._release)
+        self.reader.start()
         while True:
             t0 = time.perf_counter()
             image, seq = self.reader.get()  # capture_ms: how long processing waited for a frame
@@ -198,9 +251,10 @@ class _LiveSource:
         raise NotImplementedError
 
     def close(self) -> None:
-        if self.reader is not None:
-            self.reader.stop()
-        self._release()
+        if self.reader is None:
+            self._release()
+        elif not self.reader.stop(self.close_timeout):
+            log.debug("%s: a read is still blocked; the reader releases the device when it returns", self.what)
 
 
 class CameraSource(_LiveSource):
@@ -256,8 +310,8 @@ def _picamera2_class() -> Callable[[], object]:
         from picamera2 import Picamera2
     except ImportError as e:
         raise SourceError(
-            f"the Pi camera needs picamera2 ({e}): sudo apt install python3-picamera2, "
-            "or pip install 'liveness-edge[pi]'"
+            f"the Pi camera needs picamera2 ({e}): sudo apt install python3-picamera2 and a venv made with "
+            "--system-site-packages so it can see it, or pip install '.[pi]' from the checkout"
         ) from None
     return Picamera2
 
@@ -301,7 +355,13 @@ class PicameraSource(_LiveSource):
 
 
 class UrlSource(_LiveSource):
-    """RTSP or HTTP (MJPEG) streams, e.g. an IP camera or a phone app; reconnects ``retries`` times on drop."""
+    """RTSP or HTTP (MJPEG) streams, e.g. an IP camera or a phone app.
+
+    ``retries`` reconnects in all, counted across drops: the count starts again only after a connection
+    stayed up for ``healthy_frames`` frames. A URL that gives a frame and drops (a still image, a flapping
+    camera) therefore ends with ``SourceLost`` instead of looping forever. Only the redacted URL (no
+    password) is printed or written to the JSONL.
+    """
 
     def __init__(
         self,
@@ -310,36 +370,51 @@ class UrlSource(_LiveSource):
         retry_delay: float = 1.0,
         capture_factory: Callable[[str], cv2.VideoCapture] = open_stream,
         stall_timeout: float = 10.0,
+        healthy_frames: int = 100,
     ) -> None:
-        super().__init__(url, f"stream {url}", stall_timeout)
+        shown = redact_url(url)
+        super().__init__(shown, f"stream {shown}", stall_timeout)
+        self._url = url
         self._factory = capture_factory
         self.retries = retries
         self.retry_delay = retry_delay
+        self.healthy_frames = healthy_frames
+        self.reconnects = 0
+        self._failed = 0
+        self._since_connect = 0
         self._pending: np.ndarray | None = None
         self._cap = self._factory(url)
         if not self._cap.isOpened():
-            raise SourceError(f"cannot open stream {url} (unreachable, wrong address, or not a video stream)")
+            raise SourceError(f"cannot open stream {shown} (unreachable, wrong address, or not a video stream)")
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or None
         w, h = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        self.info = f"stream {url}: {w}x{h}" + (f" @ {self.fps:.0f} fps" if self.fps else "")
+        self.info = f"stream {shown}: {w}x{h}" + (f" @ {self.fps:.0f} fps" if self.fps else "")
 
     def _read(self) -> np.ndarray | None:
         if self._pending is not None:
             image, self._pending = self._pending, None
-            return image
-        ok, image = self._cap.read()
-        return image if ok else None
+        else:
+            ok, image = self._cap.read()
+            if not ok:
+                return None
+        self._since_connect += 1
+        if self._since_connect >= self.healthy_frames:
+            self._failed = 0  # a connection that held this long earns a fresh set of retries
+        return image
 
-    def _reconnect(self) -> bool:
-        """Bounded retries: an attempt counts only if the stream gives a frame again; then a clear error."""
-        for attempt in range(1, self.retries + 1):
+    def _reconnect(self, stop: threading.Event) -> bool:
+        """One more connection while the shared budget lasts; True once it gives a frame."""
+        while self._failed < self.retries and not stop.is_set():
+            self._failed += 1
+            self.reconnects += 1
             self._cap.release()
-            log.warning("stream %s dropped, reconnecting (%d/%d)", self.source, attempt, self.retries)
-            time.sleep(self.retry_delay)
-            self._cap = self._factory(self.source)
+            log.warning("stream %s dropped, reconnecting (%d/%d)", self.source, self._failed, self.retries)
+            if stop.wait(self.retry_delay):
+                return False
+            self._cap = self._factory(self._url)
             ok, image = self._cap.read() if self._cap.isOpened() else (False, None)
             if ok and image is not None:
-                self._pending = image
+                self._pending, self._since_connect = image, 0
                 return True
         return False
 
@@ -351,23 +426,24 @@ class VideoSource:
     """A video file, every frame or every ``every``-th; a file that stops early is reported as truncated."""
 
     live = False
+    running_mode = RunningMode.VIDEO
 
     def __init__(
         self, path: str, every: int = 1, capture_factory: Callable[..., cv2.VideoCapture] = cv2.VideoCapture
     ) -> None:
         if not Path(path).is_file():
-            raise SourceError(f"video not found: {path}")
+            raise SourceError(f"video not found: {printable(path)}")
         self.path = path
         self.every = max(1, every)
         self._cap = capture_factory(str(path))
         if not self._cap.isOpened():
-            raise SourceError(f"cannot open video {path}: not a video, or corrupt")
+            raise SourceError(f"cannot open video {printable(path)}: not a video, or corrupt")
         self.expected = max(0, int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)))
         self.fps = (float(self._cap.get(cv2.CAP_PROP_FPS)) or 25.0) / self.every
         w, h = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.length = -(-self.expected // self.every) if self.expected else None
-        self.info = f"video {path}: {w}x{h}, {self.expected} frames" + (
-            f", every {self.every}th" if self.every > 1 else ""
+        self.info = f"video {printable(path)}: {w}x{h}, {self.expected} frames" + (
+            f", every {ordinal(self.every)} frame" if self.every > 1 else ""
         )
 
     def frames(self) -> Iterator[Frame]:
@@ -385,51 +461,63 @@ class VideoSource:
             yield Frame(image, self.path, index, (time.perf_counter() - t0) * 1e3, f"frame_{index:06d}.jpg")
             index += 1
         if index == 0:
-            raise SourceError(f"no frame could be decoded from {self.path}: corrupt video")
+            raise SourceError(f"no frame could be decoded from {printable(self.path)}: corrupt video")
         if self.expected and index < self.expected - max(2, self.expected // 50):
-            raise SourceError(f"video {self.path} ended at frame {index} of {self.expected}: truncated or corrupt")
+            raise SourceError(
+                f"video {printable(self.path)} ended at frame {index} of {self.expected}: truncated or corrupt"
+            )
 
     def close(self) -> None:
         self._cap.release()
 
 
 class ImageSource:
-    """One image or every image under a folder (recursively, sorted). Unreadable files in a folder are
-    reported and skipped; a single unreadable file, or a folder with none readable, is an error."""
+    """One image or every image under a folder (recursively, sorted). Unreadable, truncated or oversized
+    files in a folder are reported and skipped (and counted); a single such file, or a folder with none
+    readable, is an error. ``max_pixels`` is checked from the file's header, before decoding."""
 
     live = False
+    running_mode = RunningMode.IMAGE
     fps = None
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         root = Path(path)
         if root.is_file():
             self.files = [root]
         elif root.is_dir():
             self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not self.files:
-                raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {path}")
+                raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {printable(path)}")
         else:
-            raise SourceError(f"image not found: {path}")
+            raise SourceError(f"image not found: {printable(path)}")
         self.root = root
+        self.max_pixels = max_pixels
         self.skipped: list[str] = []
         self.length = len(self.files)
-        self.info = f"{len(self.files)} image{'s' if len(self.files) != 1 else ''} from {path}"
+        self.info = f"{len(self.files)} image{'s' if len(self.files) != 1 else ''} from {printable(path)}"
+
+    def _read(self, path: Path) -> np.ndarray:
+        try:
+            return decode_image(path.read_bytes(), self.max_pixels)
+        except OSError as e:
+            raise ImageProblem(e.strerror or str(e)) from None
 
     def frames(self) -> Iterator[Frame]:
         for index, path in enumerate(self.files):
             t0 = time.perf_counter()
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # applies the EXIF orientation, like a photo viewer
-            ms = (time.perf_counter() - t0) * 1e3
-            if image is None:
+            try:
+                image = self._read(path)
+            except ImageProblem as why:
                 if self.root.is_file():
-                    raise SourceError(f"cannot read image {path}: not an image, or corrupt")
-                log.warning("skipping unreadable image %s", path)
+                    raise SourceError(f"cannot read image {printable(str(path))}: {why}") from None
+                log.warning("skipping image %s: %s", printable(str(path)), why)
                 self.skipped.append(str(path))
                 continue
+            ms = (time.perf_counter() - t0) * 1e3
             name = path.name if self.root.is_file() else str(path.relative_to(self.root))
             yield Frame(image, str(path), index, ms, name)
         if len(self.skipped) == len(self.files):
-            raise SourceError(f"none of the {len(self.files)} images under {self.root} could be read")
+            raise SourceError(f"none of the {len(self.files)} images under {printable(str(self.root))} could be read")
 
     def close(self) -> None:
         """Nothing to release: files are opened one at a time."""
@@ -450,5 +538,5 @@ def open_source(spec: SourceSpec) -> FrameSource:
     if spec.kind == "video":
         return VideoSource(spec.target, spec.every)
     if spec.kind == "images":
-        return ImageSource(spec.target)
+        return ImageSource(spec.target, spec.max_pixels)
     raise SourceError(f"unknown source kind {spec.kind!r}")

@@ -25,3 +25,14 @@ def shared_pretrained() -> Path:
     if not (SHARED_PRETRAINED / "minifasnet" / "minifasnetv2_80x80.keras").is_file():
         pytest.skip(f"needs the pretrained MiniFASNet weights at {SHARED_PRETRAINED} (absent on this machine)")
     return SHARED_PRETRAINED
+
+
+@pytest.fixture
+def restore_logging():
+    """``cli.main`` configures the package logger for its process; undo that after in-process calls."""
+    import logging
+
+    logger = logging.getLogger("liveness_edge")
+    saved = logger.handlers[:], logger.propagate, logger.level
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
@@ -235,6 +236,72 @@ class FakeCapture:
     def release(self) -> None:
         self.released = True
         self._blocker.set()
+
+
+class MjpegServer:
+    """A loopback HTTP MJPEG camera (like a phone's IP Webcam app) that streams ``per_connection`` frames per
+    connection and accepts ``connections`` connections, then refuses (503): a camera that drops, then vanishes.
+
+    ``hang``: a stalled camera instead; a stream goes silent after its frames with the connection held open,
+    and further requests get no answer at all. ``image``: what to stream (default: grey levels).
+    """
+
+    def __init__(self, per_connection: int, connections: int, hang: bool = False,
+                 image: np.ndarray | None = None, delay: float = 0.03) -> None:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.served += 1
+                if server.served > connections:
+                    if hang:
+                        server.stop.wait(60)
+                    else:
+                        self.send_error(503)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                for i in range(per_connection):
+                    frame = image if image is not None else np.full((120, 160, 3), 40 + 10 * (i % 20), np.uint8)
+                    jpg = cv2.imencode(".jpg", frame)[1].tobytes()
+                    head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg)
+                    try:
+                        self.wfile.write(head + jpg + b"\r\n")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    if server.stop.wait(delay):
+                        return
+                if hang:
+                    server.stop.wait(60)
+
+            def log_message(self, *args):
+                pass
+
+        self.served = 0
+        self.stop = threading.Event()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/video"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def write_test_video(path: Path, frames: int = 20, size: tuple[int, int] = (240, 320)) -> Path:
+    """A small noisy mp4 (no faces), made here so the test needs no data."""
+    rng = np.random.default_rng(0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (size[1], size[0]))
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, size + (3,), dtype=np.uint8))
+    writer.release()
+    return path
 
 
 @pytest.fixture(scope="session")

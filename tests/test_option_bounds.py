@@ -10,6 +10,7 @@ import pytest
 
 from liveness_edge.runtime import cli
 from liveness_edge.runtime.errors import signals_deferred
+from liveness_edge.runtime.manifest import Manifest
 from liveness_edge.runtime.pipeline import PipelineOptions, max_threads
 from liveness_edge.runtime.quality import QualityOptions
 from liveness_edge.runtime.smoothing import SmoothingOptions
@@ -56,6 +57,13 @@ def test_unsafe_values_are_usage_errors(args, text, capsys):
     assert cli.main(["--image", IMAGE, "--no-display", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("liveness-edge: error: ") and text in err, err
+
+
+def test_model_names_come_from_the_manifest(capsys):
+    assert cli.main(["--image", IMAGE, "--model", "resnet"]) == 2
+    err = capsys.readouterr().err
+    names = Manifest.load(cli.DEFAULT_MANIFEST).model_names
+    assert f"--model 'resnet' is not in the manifest; it has {', '.join(names)}" in err
 
 
 def test_camera_must_be_a_number_or_picam(capsys):

@@ -155,3 +155,44 @@ def test_max_faces_keeps_the_largest_and_each_face_is_scored():
 def test_threshold_comes_from_the_model():
     pipe = pipeline([[]], TintModel(threshold=0.3))
     assert pipe.threshold == 0.3 and pipe.band == pytest.approx((0.25, 0.35))
+
+
+def test_several_faces_each_decided_on_its_own():
+    boxes = [(20, 20), (200, 20), (380, 20), (20, 250), (200, 250)]
+    tints = ["red", "blue", "red", "blue", "blue"]
+    frame = frame_with(*((texture(20 + i, t), b) for i, (t, b) in enumerate(zip(tints, boxes))))
+    result = pipeline([boxes]).process(frame)
+    assert [f.decision for f in result.faces] == ["real" if t == "red" else "spoof" for t in tints]
+    assert [f.track for f in result.faces] == [1, 2, 3, 4, 5]
+
+
+def test_detect_every_carries_boxes_between_detections_in_video_mode():
+    box = (200, 150)
+    pipe = pipeline([[box]] * 3, running_mode=RunningMode.VIDEO, detect_every=3)
+    results = [pipe.process(frame_with((texture(30, "red"), box))) for _ in range(9)]
+    assert pipe.detector.calls == 3  # frames 0, 3, 6
+    assert {f.track for r in results for f in r.faces} == {1}
+    assert [r.faces[0].decision for r in results] == ["uncertain"] * 2 + ["real"] * 7
+
+
+@pytest.mark.parametrize(
+    "box, frame_change, quality, reason",
+    [
+        ((200, 150), None, {"min_face_px": 500.0}, "face too small"),
+        ((-60, 150), None, {}, "face cut by the frame edge"),
+        ((200, 150), lambda f: (f // 8), {}, "too dark"),
+        ((200, 150), lambda f: np.full_like(f, 128), {}, "too blurred"),
+    ],
+)
+def test_quality_checks_make_a_face_uncertain(box, frame_change, quality, reason):
+    from liveness_edge.runtime.quality import QualityOptions
+
+    x, y = box
+    frame = frame_with((texture(40, "red"), (max(x, 0), y)))
+    if x < 0:  # the face leaves the frame on the left: only part of it is in the picture
+        frame = np.ascontiguousarray(frame[:, -x:])
+        frame = np.pad(frame, ((0, 0), (0, -x), (0, 0)))
+    frame = frame_change(frame) if frame_change else frame
+    pipe = pipeline([[box]], quality=QualityOptions(**quality))
+    (face,) = pipe.process(frame).faces
+    assert face.decision == "uncertain" and face.reason.startswith(reason)

@@ -17,10 +17,12 @@ from liveness_edge.runtime.sources import (
     PicameraSource,
     UrlSource,
     VideoSource,
+    ordinal,
     picamera_to_bgr,
+    redact_url,
     rotate,
 )
-from runtime_helpers import FakeCapture
+from runtime_helpers import FakeCapture, MjpegServer
 
 VIDEO = "jomariya/videos/real/real_1.mp4"
 
@@ -163,7 +165,7 @@ def test_picamera_missing_names_the_install_commands(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_picamera2)
-    with pytest.raises(SourceError, match=r"apt install python3-picamera2.*liveness-edge\[pi\]"):
+    with pytest.raises(SourceError, match=r"apt install python3-picamera2.*--system-site-packages.*'\.\[pi\]'"):
         PicameraSource()
 
 
@@ -182,50 +184,60 @@ def test_url_reconnects_then_gives_up(caplog):
             for frame in stream.frames():
                 frames.append(frame.index)
     stream.close()
-    assert len(opened) == 4  # initial + 1 successful reconnect + 2 failed retries
+    assert len(opened) == 3  # initial + 1 successful reconnect + 1 failed: 2 retries in all, not per drop
     assert frames[-1] == 5  # 3 frames before the drop, 3 after: the newest is always delivered
     assert "reconnecting (2/2)" in caplog.text
 
 
-class MjpegServer:
-    """A loopback HTTP MJPEG camera (like a phone's IP Webcam app) that streams ``per_connection`` frames per
-    connection and accepts ``connections`` connections, then refuses: a camera that drops, then vanishes."""
+def test_url_that_gives_one_frame_and_drops_ends_instead_of_looping():
+    """Issue 11 item 2: a still image or flapping camera reconnects successfully every time."""
+    opened = []
 
-    def __init__(self, per_connection: int, connections: int) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    def one_frame_each_time(url):
+        opened.append(FakeCapture(frames=1))
+        return opened[-1]
 
-        server = self
+    stream = UrlSource("http://cam/snapshot.jpg", retries=3, retry_delay=0.0, capture_factory=one_frame_each_time)
+    frames = []
+    with pytest.raises(SourceLost, match="disconnected"):
+        for frame in stream.frames():
+            frames.append(frame)
+            assert len(frames) < 50, "the retry budget was reset by a one-frame connection"
+    stream.close()
+    assert len(opened) == 4 and stream.reconnects == 3 and len(frames) <= 4
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.served += 1
-                if server.served > connections:
-                    self.send_error(503)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                for i in range(per_connection):
-                    jpg = cv2.imencode(".jpg", np.full((120, 160, 3), 40 + 10 * i, np.uint8))[1].tobytes()
-                    head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg)
-                    try:
-                        self.wfile.write(head + jpg + b"\r\n")
-                        self.wfile.flush()
-                    except OSError:
-                        return
-                    time.sleep(0.03)
 
-            def log_message(self, *args):
-                pass
+def test_url_budget_starts_again_after_a_healthy_connection():
+    opened = []
 
-        self.served = 0
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/video"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def five_frames_each(url):
+        opened.append(FakeCapture(frames=5, opened=len(opened) < 6))
+        return opened[-1]
 
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    stream = UrlSource("rtsp://cam/s", retries=1, retry_delay=0.0, capture_factory=five_frames_each,
+                       healthy_frames=3)
+    with pytest.raises(SourceLost):
+        for _ in stream.frames():
+            time.sleep(0.002)
+    stream.close()
+    assert stream.reconnects == 6  # 5 reconnects that each held >= 3 frames, then 1 refused: budget exhausted
+
+
+def test_url_credentials_never_printed_or_reported(caplog):
+    url = "rtsp://admin:s3cret@127.0.0.1:554/live?x=1"
+    assert redact_url(url) == "rtsp://***@127.0.0.1:554/live?x=1"
+    assert redact_url("http://cam/video") == "http://cam/video"
+    stream = UrlSource(url, retries=1, retry_delay=0.0, capture_factory=lambda u: FakeCapture(frames=2))
+    with caplog.at_level(logging.DEBUG, logger="liveness_edge"):
+        with pytest.raises(SourceLost) as e:
+            for frame in stream.frames():
+                assert "s3cret" not in frame.source and "admin" not in frame.source
+    stream.close()
+    for text in (stream.info, str(e.value), caplog.text):
+        assert "s3cret" not in text and "***@127.0.0.1:554" in text
+    with pytest.raises(SourceError) as e:
+        UrlSource(url, capture_factory=lambda u: FakeCapture(opened=False))
+    assert "s3cret" not in str(e.value)
 
 
 def test_http_mjpeg_stream_reconnects_and_ends_cleanly(monkeypatch):
@@ -241,7 +253,7 @@ def test_http_mjpeg_stream_reconnects_and_ends_cleanly(monkeypatch):
     finally:
         stream.close()
         server.close()
-    assert server.served == 4  # two streams, then two refused reconnects
+    assert server.served == 3  # two short streams, then one refused reconnect: 2 retries in all
     assert 4 <= len(frames) <= 16 and frames[0].image.shape == (120, 160, 3)
     assert [f.index for f in frames] == sorted({f.index for f in frames})
 
@@ -295,7 +307,7 @@ def test_image_folder_skips_unreadable_files(tmp_path, caplog):
         frames = list(source.frames())
     assert [f.name for f in frames] == ["b.png", "sub/a.jpg"]
     assert frames[1].source == str(tmp_path / "sub" / "a.jpg")
-    assert source.skipped == [str(tmp_path / "c.jpg")] and "skipping unreadable image" in caplog.text
+    assert source.skipped == [str(tmp_path / "c.jpg")] and "skipping image" in caplog.text
 
 
 def test_image_errors(tmp_path):
@@ -319,3 +331,20 @@ def test_rotate_clockwise():
     r = rotate(img, 90)
     assert r.shape == (3, 2, 3) and r[0, 1, 0] == 255  # top-left goes to top-right
     assert rotate(img, 0) is img
+
+
+def test_each_source_says_its_running_mode(tmp_path):
+    from liveness_edge.runtime.sources import SourceSpec, open_source
+    from liveness_edge.runtime.types import RunningMode
+    from runtime_helpers import write_test_video
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((20, 30, 3), 100, np.uint8))
+    video = write_test_video(tmp_path / "v.mp4", frames=3)
+    for spec, mode in ((SourceSpec("images", str(tmp_path / "a.png")), RunningMode.IMAGE),
+                       (SourceSpec("video", str(video)), RunningMode.VIDEO)):
+        source = open_source(spec)
+        assert source.running_mode == spec.running_mode == mode
+        source.close()
+    cam = CameraSource(0, capture_factory=lambda i: FakeCapture(frames=2))
+    assert cam.running_mode == SourceSpec("camera", "0").running_mode == RunningMode.LIVE_STREAM
+    cam.close()

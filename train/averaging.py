@@ -28,7 +28,7 @@ def average_loso(loso_dir: str | Path, init: str | Path, alphas: Sequence[float]
     import keras
 
     from ..export.calibration import run_data_path
-    from .models import build_model, load_init_weights
+    from .models import build_model, load_init_weights, numpy2_deprecations_hushed
 
     loso_dir = Path(loso_dir)
     run_dirs = sorted(p.parent for p in loso_dir.glob("*/predictions.json"))
@@ -44,7 +44,8 @@ def average_loso(loso_dir: str | Path, init: str | Path, alphas: Sequence[float]
         tuned = keras.models.load_model(run_dir / "model.keras", compile=False)
         start = build_model(options["model"], options["size"], options.get("head", 3))
         load_init_weights(start, init)
-        w0, w1 = start.get_weights(), tuned.get_weights()
+        with numpy2_deprecations_hushed():
+            w0, w1 = start.get_weights(), tuned.get_weights()
         for a in alphas:
             start.set_weights([(1.0 - a) * u + a * v for u, v in zip(w0, w1)])
             p = np.asarray(start.predict(x, batch_size=128, verbose=0))[:, 1]

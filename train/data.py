@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..runtime.crop import CROP_MODES
 from ..runtime.detector import DetectorOptions, FaceDetector
-from ..runtime.errors import LivenessEdgeError, SourceError, SplitLeak
+from ..runtime.errors import SourceError, SplitLeak, UsageError
 from ..runtime.labels import (  # noqa: F401  (re-exported: the one folder/suffix vocabulary)
     IMAGE_SUFFIXES,
     LABELS,
@@ -48,10 +48,8 @@ MIN_GROUPS_TO_STRATIFY = 5
 EXAMPLES_KEPT = 3
 
 
-class GatherError(LivenessEdgeError):
-    """Bad gather arguments or an output folder that would be overwritten."""
-
-    exit_code = 2
+class GatherError(UsageError):
+    """Bad gather arguments or an output folder that would be overwritten (a usage error, exit 2)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import sys
 from typing import Sequence
 
 from ..runtime.errors import NothingGathered, run_cli
+from ..runtime.types import DetectorVariant
 from .data import GatherOptions, gather
 
 
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-size", type=int, default=defaults.crop_size, help="output crop side in pixels")
     p.add_argument("--skip", type=int, default=defaults.skip, help="video frames skipped between two samples")
     p.add_argument("--confidence", type=float, default=defaults.confidence, help="minimum detector score")
-    p.add_argument("--detector", choices=("short", "full"), default=defaults.detector,
+    p.add_argument("--detector", choices=tuple(DetectorVariant), default=defaults.detector,
                    help="BlazeFace short-range (faces within ~2 m) or full-range")
     p.add_argument("--assume-cropped", action="store_true",
                    help="if no face is found, treat the whole image as the face box (for tight face crops)")

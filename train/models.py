@@ -7,8 +7,10 @@ layer names of the Keras port in ``../shared/pretrained/minifasnet`` so its weig
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import keras
 import numpy as np
@@ -30,6 +32,16 @@ MINIFASNET_STAGES = (
     "gap", "linear", "bn", "prob", "prob2",
 )
 PRETRAINED_SIZE = 80
+
+
+@contextlib.contextmanager
+def numpy2_deprecations_hushed() -> Iterator[None]:
+    """Keras 3 reads variables with ``np.array(variable)`` (saving, ``get_weights``, ReduceLROnPlateau), which
+    NumPy 2 flags as deprecated once per variable: Keras' issue and harmless. Hushed around those calls,
+    where it arises, rather than in the test configuration (it ended every test run with ~280 warnings)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "__array__ implementation doesn't accept a copy keyword", DeprecationWarning)
+        yield
 
 
 def _conv_block(x, filters: int):
@@ -152,9 +164,14 @@ def load_init_weights(model: keras.Model, init: str | Path, bgr: bool | None = N
 
     A BGR file (``bgr``; by default: its input is named ``*bgr*``, as the shared Silent-Face port's is) gets
     its first convolution's kernel reversed along the input channels, which makes it take RGB exactly at no
-    cost. A fresh 2-class head (``prob2``) starts from the 3-logit head: real = class 1, spoof = the mean of classes 0 and 2.
+    cost. A fresh 2-class head (``prob2``) starts from the 3-logit head: real = class 1, spoof = the mean of
+    classes 0 and 2. The fixed ``merge`` layer is never copied.
     """
-    source = keras.models.load_model(init, compile=False)
+    with numpy2_deprecations_hushed():
+        return _copy_weights(model, keras.models.load_model(init, compile=False), init, bgr)
+
+
+def _copy_weights(model: keras.Model, source: keras.Model, init: str | Path, bgr: bool | None) -> list[str]:
     bgr = "bgr" in source.inputs[0].name.lower() if bgr is None else bgr
     found = {layer.name: layer for layer in source.layers}
     loaded = []
@@ -168,7 +185,7 @@ def load_init_weights(model: keras.Model, init: str | Path, bgr: bool | None = N
             loaded.append(layer.name)
             continue
         other = found.get(layer.name)
-        if other is None or not layer.trainable and layer.name == "merge":
+        if other is None or layer.name == "merge":
             continue
         new = other.get_weights()
         if [w.shape for w in new] != [w.shape for w in weights]:

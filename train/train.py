@@ -21,7 +21,7 @@ from ..runtime.preprocessing import Preprocessing
 from .augment import AugmentOptions
 from .data import Sample, Split, group_split, holdout_unit, in_unit, leave_source_out, load_index, read_index_rows
 from .metrics import PadMetrics, TransferThreshold, eer, pad_metrics, transfer_threshold
-from .models import DEFAULT_SIZES, LABELS, MODEL_NAMES, build_model
+from .models import DEFAULT_SIZES, LABELS, MODEL_NAMES, build_model, numpy2_deprecations_hushed
 
 REPORTED_SEPARATELY = ("gc535_fas",)  # its real class is the worse camera: a confound, not a capture setup
 ImageCache = dict[tuple[Path, int, str], np.ndarray]
@@ -203,7 +203,8 @@ def fit_model(x_train, y_train, x_val, y_val, options: TrainOptions, train_sourc
 
     keras.utils.set_random_seed(options.seed)
     model = new_model(options)
-    start = model.get_weights()
+    with numpy2_deprecations_hushed():
+        start = model.get_weights()
     model.compile(
         optimizer=keras.optimizers.Adam(options.lr),
         loss="sparse_categorical_crossentropy",
@@ -215,12 +216,13 @@ def fit_model(x_train, y_train, x_val, y_val, options: TrainOptions, train_sourc
         keras.callbacks.EarlyStopping("val_loss", patience=options.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, options.patience // 2), min_lr=1e-5),
     ]
-    history = model.fit(
-        train, validation_data=val, epochs=options.epochs, class_weight=class_weights(y_train),
-        callbacks=callbacks, verbose=options.verbose, shuffle=False,  # tf.data already shuffles, seeded
-        steps_per_epoch=steps,
-    )
-    average_weights(model, start, options.average)
+    with numpy2_deprecations_hushed():  # EarlyStopping's and ReduceLROnPlateau's reads of the variables
+        history = model.fit(
+            train, validation_data=val, epochs=options.epochs, class_weight=class_weights(y_train),
+            callbacks=callbacks, verbose=options.verbose, shuffle=False,  # tf.data already shuffles, seeded
+            steps_per_epoch=steps,
+        )
+        average_weights(model, start, options.average)
     return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
@@ -294,8 +296,9 @@ def train_run(
 def save_model(model, options: TrainOptions, path: Path) -> None:
     """Save the weights in a fresh, uncompiled copy: no optimizer state (3x the size), nothing export needs."""
     clean = build_model(options.model, options.size, options.head)
-    clean.set_weights(model.get_weights())
-    clean.save(path)
+    with numpy2_deprecations_hushed():
+        clean.set_weights(model.get_weights())
+        clean.save(path)
 
 
 def _write_json(path: Path, obj: object) -> None:

@@ -139,14 +139,15 @@ def write_pretrained_run(
     metrics.json with every unit's metrics at that threshold. No group was trained on, so all are held out;
     export calibrates int8 on a sample of them."""
     from .data import load_index
-    from .models import LABELS, build_minifasnet, load_init_weights
+    from .models import LABELS, build_minifasnet, load_init_weights, numpy2_deprecations_hushed
     from .train import _write_json, data_path_for_config, read_preprocessing
 
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     model = build_minifasnet()
     load_init_weights(model, model_file)
-    model.save(run_dir / "model.keras")
+    with numpy2_deprecations_hushed():
+        model.save(run_dir / "model.keras")
     groups = sorted({s.group for s in load_index(data_dir)})
     t = result.transfer
     config = {

@@ -4,12 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ModelError
+from ..types import ModelFormat
 from .base import Backend, TensorInfo
 
-BACKENDS = {".onnx": "onnx", ".tflite": "tflite"}
+BACKENDS = {".onnx": ModelFormat.ONNX, ".tflite": ModelFormat.TFLITE}
 
 
-def backend_name(path: str | Path) -> str:
+def backend_name(path: str | Path) -> ModelFormat:
     """``onnx`` or ``tflite`` for a model path; a clear error for anything else."""
     suffix = Path(path).suffix.lower()
     if suffix not in BACKENDS:
