@@ -10,14 +10,13 @@ from typing import Sequence
 import numpy as np
 
 from ..runtime.errors import SourceError
-from .data import LABELS, Sample
+from .data import Sample
 from .train import LosoResult, RunResult, _metrics, load_images, read_preprocessing
 
 
 def _held_out(run_dir: Path, data: Path) -> list[Sample]:
     rows = json.loads((run_dir / "predictions.json").read_text())
-    names = {v: k for k, v in LABELS.items()}
-    return [Sample(data / names[r["label"]] / r["file"], r["label"], r["attack"], r["source"], r["source"])
+    return [Sample(data / r["file"], r["label"], r["attack"], r["source"], r.get("group", r["source"]))
             for r in rows]
 
 

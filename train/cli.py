@@ -47,6 +47,15 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="weight-space averaging: keep (1-A)*initial + A*trained weights (default 1 = off)")
     p.add_argument("--balance", choices=("class", "source"), default="class",
                    help="source: every batch draws from the training sources equally (default: class weights only)")
+    p.add_argument("--teacher", nargs="+", metavar="RUN_OR_FILE",
+                   help="distil from this teacher (run dir or .keras; several = mean softmax); P(real) per crop "
+                        "is cached in OUT/teacher.json")
+    p.add_argument("--distill-alpha", type=float, default=0.5,
+                   help="weight of the teacher's soft targets vs the labels, 0..1 (default 0.5)")
+    p.add_argument("--distill-temperature", type=float, default=1.0,
+                   help="softmax temperature for teacher and student in the soft term (default 1)")
+    p.add_argument("--distill-calibrate", action="store_true",
+                   help="rescale the teacher's P(real) per training source on its labels (Platt, slope >= 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                           description="For every source: train on the others, test on it. Writes OUT/<source>/ "
                                       "run dirs and OUT/loso.{md,json,png}.")
     _add_train_options(loso)
-    loso.add_argument("--holdouts", nargs="+", metavar="SOURCE", help="hold out only these sources (default all)")
+    loso.add_argument("--holdouts", nargs="+", metavar="SOURCE",
+                      help="hold out only these sources (default all); a glob ('selfrec_*') is one pooled fold")
     loso.add_argument("--summary", type=Path, help="summary path prefix (default OUT/loso)")
     zs = sub.add_parser("zeroshot", help="score a model file as it is on gathered folders; optionally write it "
                         "as a run dir with the transferred threshold",
@@ -103,6 +113,8 @@ def _options(args: argparse.Namespace):
         augment=not args.no_augment, sources=args.sources, exclude_sources=args.exclude_sources,
         verbose=2 if args.quiet else 1,
         init=args.init, head=args.head, freeze=args.freeze, average=args.average, balance=args.balance,
+        teacher=[str(t) for t in args.teacher] if args.teacher else None, distill_alpha=args.distill_alpha,
+        distill_temperature=args.distill_temperature, distill_calibrate=args.distill_calibrate,
     )
 
 

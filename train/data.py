@@ -518,24 +518,22 @@ def assert_disjoint(split: Split) -> None:
             raise SplitLeak(f"a {side} sample lies outside its group's side")
 
 
-def in_unit(source: str, unit: str) -> bool:
-    """Whether ``source`` belongs to the held-out unit ``unit``: itself, or a pooled family such as
-    ``selfrec`` for every ``selfrec_*`` set (one-person sets are too small to be held out one by one)."""
-    return source == unit or source.startswith(unit + "_")
-
-
 def holdout_unit(source: str, pooled: Sequence[str] = ("selfrec",)) -> str:
-    """The LOSO unit of a source: ``selfrec_x`` belongs to the pooled unit ``selfrec``, others are their own."""
-    return next((unit for unit in pooled if in_unit(source, unit)), source)
+    """The LOSO unit of a source, as ``loso --holdouts 'selfrec_*'`` names its fold: ``selfrec_x`` belongs to the
+    pooled unit ``selfrec`` (one-person sets are too small to be held out one by one), others are their own."""
+    return next((unit for unit in pooled if source.startswith(unit + "_")), source)
 
 
-def leave_source_out(samples: Sequence[Sample], source: str, val_fraction: float = 0.15, seed: int = 0) -> Split:
-    """Test = every sample of ``source`` (an unseen capture setup; a pooled unit such as ``selfrec`` holds out
-    every ``selfrec_*`` set); train/val = a group split of the rest."""
-    held = [s for s in samples if in_unit(s.source, source)]
+def leave_source_out(
+    samples: Sequence[Sample], source: str | Sequence[str], val_fraction: float = 0.15, seed: int = 0
+) -> Split:
+    """Test = every sample of ``source`` (an unseen capture setup; several sources are held out together);
+    train/val = a group split of the rest."""
+    held_out = {source} if isinstance(source, str) else set(source)
+    held = [s for s in samples if s.source in held_out]
     if not held:
         raise ValueError(f"source {source!r} not in the samples")
-    rest = group_split([s for s in samples if not in_unit(s.source, source)], val_fraction, 0.0, seed)
+    rest = group_split([s for s in samples if s.source not in held_out], val_fraction, 0.0, seed)
     split = Split(rest.train, rest.val, held, {**rest.groups, "test": sorted({s.group for s in held})})
     assert_disjoint(split)
     return split

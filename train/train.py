@@ -6,8 +6,10 @@ and test metrics are reported overall and per source.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +21,8 @@ import numpy as np
 from ..runtime.errors import SourceError
 from ..runtime.preprocessing import Preprocessing
 from .augment import AugmentOptions
-from .data import Sample, Split, group_split, holdout_unit, in_unit, leave_source_out, load_index, read_index_rows
+from .distill import TeacherTargets
+from .data import Sample, Split, group_split, holdout_unit, leave_source_out, load_index, read_index_rows
 from .metrics import PadMetrics, TransferThreshold, eer, pad_metrics, transfer_threshold
 from .models import DEFAULT_SIZES, LABELS, MODEL_NAMES, build_model, numpy2_deprecations_hushed
 
@@ -51,6 +54,10 @@ class TrainOptions:
     freeze: str | None = None
     average: float = 1.0
     balance: str = "class"
+    teacher: list[str] | None = None
+    distill_alpha: float = 0.5
+    distill_temperature: float = 1.0
+    distill_calibrate: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
@@ -63,6 +70,8 @@ class TrainOptions:
             raise ValueError(f"need 0 < average <= 1 and balance in {BALANCE}")
         if self.freeze is not None and self.model != "minifasnet":
             raise ValueError("--freeze applies to minifasnet only")
+        if not 0.0 <= self.distill_alpha <= 1.0 or self.distill_temperature <= 0:
+            raise ValueError("need 0 <= distill alpha <= 1 and distill temperature > 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,7 +161,9 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
     return {c: float(len(y) / (len(LABELS) * n)) for c, n in enumerate(counts)}
 
 
-def _datasets(x_train, y_train, x_val, y_val, options: TrainOptions, train_sources: Sequence[str] | None = None):
+def _datasets(
+    x_train, y_train, x_val, y_val, options: TrainOptions, w_train=None, train_sources: Sequence[str] | None = None
+):
     """Shuffled, augmented training batches and validation batches. ``balance="source"``: every batch draws
     from the training sources with equal probability (each source an endless shuffled stream), so a big
     source does not dominate; an epoch is then ``len(y_train) / batch`` steps."""
@@ -160,16 +171,19 @@ def _datasets(x_train, y_train, x_val, y_val, options: TrainOptions, train_sourc
 
     from .augment import augment_dataset
 
+    def slices(idx=slice(None)):
+        return (x_train[idx], y_train[idx]) if w_train is None else (x_train[idx], y_train[idx], w_train[idx])
+
     if options.balance == "source" and train_sources is not None:
         names = np.asarray(train_sources)
         streams = []
         for i, source in enumerate(sorted(set(names.tolist()))):
             idx = np.nonzero(names == source)[0]
-            stream = tf.data.Dataset.from_tensor_slices((x_train[idx], y_train[idx]))
+            stream = tf.data.Dataset.from_tensor_slices(slices(idx))
             streams.append(stream.shuffle(len(idx), seed=options.seed + i, reshuffle_each_iteration=True).repeat())
         train = tf.data.Dataset.sample_from_datasets(streams, seed=options.seed)
     else:
-        train = tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        train = tf.data.Dataset.from_tensor_slices(slices())
         train = train.shuffle(len(y_train), seed=options.seed, reshuffle_each_iteration=True)
     if options.augment:
         train = augment_dataset(train, options.augment_options, options.seed)
@@ -197,20 +211,30 @@ def average_weights(model, start: list[np.ndarray], a: float) -> None:
         model.set_weights([(1.0 - a) * w0 + a * w1 for w0, w1 in zip(start, model.get_weights())])
 
 
-def fit_model(x_train, y_train, x_val, y_val, options: TrainOptions, train_sources: Sequence[str] | None = None):
-    """Train with class weights and early stopping on validation loss; returns (best model, history dict)."""
+def fit_model(
+    x_train, y_train, x_val, y_val, options: TrainOptions, soft: tuple[np.ndarray, np.ndarray] | None = None,
+    train_sources: Sequence[str] | None = None,
+):
+    """Train with class weights and early stopping on validation loss; returns (best model, history dict).
+    ``soft`` = teacher P(real) for train and val: the loss then mixes labels and teacher (see ``distill``)."""
     import keras
 
     keras.utils.set_random_seed(options.seed)
     model = new_model(options)
     with numpy2_deprecations_hushed():
         start = model.get_weights()
-    model.compile(
-        optimizer=keras.optimizers.Adam(options.lr),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    train, val = _datasets(x_train, y_train, x_val, y_val, options, train_sources)
+    weights = class_weights(y_train)
+    if soft is None:
+        loss, metric, w_train = "sparse_categorical_crossentropy", "accuracy", None
+    else:
+        from .distill import distillation_loss, label_accuracy, packed_targets
+
+        loss = distillation_loss(options.distill_alpha, options.distill_temperature)
+        metric = keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")
+        w_train = np.array([weights[int(c)] for c in y_train], np.float32)  # class_weight needs sparse labels
+        y_train, y_val = packed_targets(y_train, soft[0]), packed_targets(y_val, soft[1])
+    model.compile(optimizer=keras.optimizers.Adam(options.lr), loss=loss, metrics=[metric])
+    train, val = _datasets(x_train, y_train, x_val, y_val, options, w_train, train_sources)
     steps = math.ceil(len(y_train) / options.batch) if options.balance == "source" and train_sources else None
     callbacks = [
         keras.callbacks.EarlyStopping("val_loss", patience=options.patience, restore_best_weights=True),
@@ -218,7 +242,7 @@ def fit_model(x_train, y_train, x_val, y_val, options: TrainOptions, train_sourc
     ]
     with numpy2_deprecations_hushed():  # EarlyStopping's and ReduceLROnPlateau's reads of the variables
         history = model.fit(
-            train, validation_data=val, epochs=options.epochs, class_weight=class_weights(y_train),
+            train, validation_data=val, epochs=options.epochs, class_weight=weights if soft is None else None,
             callbacks=callbacks, verbose=options.verbose, shuffle=False,  # tf.data already shuffles, seeded
             steps_per_epoch=steps,
         )
@@ -254,9 +278,10 @@ def _per_source(samples: Sequence[Sample], p: np.ndarray, threshold: float) -> d
 
 def train_run(
     data_root: str | Path, out_dir: str | Path, options: TrainOptions, split: Split | None = None,
-    cache: ImageCache | None = None, data_base: Path | None = None,
+    cache: ImageCache | None = None, teacher: TeacherTargets | None = None, data_base: Path | None = None,
 ) -> RunResult:
-    """Train ``options.model`` on ``data_root`` (group split unless ``split`` is given) and write the run dir."""
+    """Train ``options.model`` on ``data_root`` (group split unless ``split`` is given) and write the run dir.
+    With ``options.teacher`` the teacher's P(real) comes from ``teacher`` or from OUT/teacher.json."""
     data_root, out_dir = Path(data_root), Path(out_dir)
     preprocessing = read_preprocessing(data_root, options.size)
     if split is None:
@@ -264,13 +289,23 @@ def train_run(
         split = group_split(samples, options.val_fraction, options.test_fraction, options.seed)
     if not split.train or not split.val:
         raise SourceError("the split left the training or validation side empty; gather more groups")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    soft = None
+    if options.teacher:
+        from .distill import calibrate_per_source, load_or_compute, relative_file
+
+        if teacher is None:
+            teacher = load_or_compute(out_dir / "teacher.json", data_root, split.train + split.val, options.teacher)
+        seen = split.train + split.val
+        p = teacher.p_real([relative_file(s, data_root) for s in seen], options.distill_temperature)
+        if options.distill_calibrate:
+            p = calibrate_per_source(p, _labels(seen), [s.source for s in seen])
+        soft = (p[:len(split.train)], p[len(split.train):])
     cache = {} if cache is None else cache
     x_train, x_val, x_test = (load_images(side, preprocessing, cache) for side in (split.train, split.val, split.test))
     y_train, y_val = _labels(split.train), _labels(split.val)
-
-    out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    model, history = fit_model(x_train, y_train, x_val, y_val, options, [s.source for s in split.train])
+    model, history = fit_model(x_train, y_train, x_val, y_val, options, soft, [s.source for s in split.train])
     train_seconds = time.perf_counter() - start
 
     p_val, p_test = predict_real(model, x_val), predict_real(model, x_test)
@@ -289,6 +324,7 @@ def train_run(
     )
     save_model(model, options, out_dir / "model.keras")
     _write_run_dir(result, data_root, preprocessing, split, options, history, data_base)
+    _write_json(out_dir / "predictions.json", predictions(split.test, p_test, data_root))
     _write_plots(out_dir, history, split, p_val, p_test, threshold)
     return result
 
@@ -299,6 +335,12 @@ def save_model(model, options: TrainOptions, path: Path) -> None:
     with numpy2_deprecations_hushed():
         clean.set_weights(model.get_weights())
         clean.save(path)
+
+
+def predictions(samples: Sequence[Sample], p_real: np.ndarray, data_root: Path) -> list[dict]:
+    """Per-sample test predictions (for thresholds chosen on pooled out-of-source predictions)."""
+    return [{"file": s.path.relative_to(data_root).as_posix(), "source": s.source, "group": s.group,
+             "label": int(s.label), "attack": s.attack, "p_real": float(p)} for s, p in zip(samples, p_real)]
 
 
 def _write_json(path: Path, obj: object) -> None:
@@ -347,7 +389,6 @@ def _write_run_dir(
     _write_json(result.out_dir / "config.json", config)
     _write_json(result.out_dir / "labels.json", LABELS)
     _write_json(result.out_dir / "metrics.json", metrics_dict(result, options.seed))
-    _write_json(result.out_dir / "predictions.json", prediction_rows(result.test_samples, result.p_test))
 
 
 def adopt_transfer_threshold(run_dir: str | Path, loso_json: str | Path) -> float:
@@ -379,13 +420,6 @@ def adopt_transfer_threshold(run_dir: str | Path, loso_json: str | Path) -> floa
     _write_json(run_dir / "config.json", config)
     _write_json(run_dir / "metrics.json", metrics)
     return float(t["threshold"])
-
-
-def prediction_rows(samples: Sequence[Sample], p: np.ndarray) -> list[dict]:
-    """Per-sample test predictions (file name, source, label, attack, P(real)): what pooled-LOSO threshold
-    selection reads."""
-    return [{"file": s.path.name, "source": s.source, "label": s.label, "attack": s.attack,
-             "p_real": round(float(v), 6)} for s, v in zip(samples, p)]
 
 
 def metrics_dict(result: RunResult, seed: int) -> dict:
@@ -455,21 +489,41 @@ class LosoResult:
         return {unit: _metrics(run.test_samples, run.p_test, threshold) for unit, run in self.runs.items()}
 
 
+def holdout_folds(sources: Sequence[str], holdouts: Sequence[str] | None) -> dict[str, list[str]]:
+    """Fold name -> held-out sources. A holdout is a source or a glob (``selfrec_*``) whose matches are held out
+    together as one fold, named by the pattern without its wildcards."""
+    folds: dict[str, list[str]] = {}
+    for pattern in holdouts or sources:
+        matched = fnmatch.filter(sources, pattern)
+        if not matched:
+            raise SourceError(f"no source matches {pattern!r}; sources: {', '.join(sources)}")
+        name = pattern if matched == [pattern] else re.sub(r"[*?\[\]]", "", pattern).strip("_-") or "pooled"
+        folds[name] = matched
+    return folds
+
+
 def loso_run(
     data_root: str | Path, out_dir: str | Path, options: TrainOptions, holdouts: Sequence[str] | None = None,
     data_base: Path | None = None,
 ) -> LosoResult:
-    """Leave-one-source-out: for every source, train on the others (group split into train/val) and test on it."""
+    """Leave-one-source-out: for every fold (a source or a pooled glob), train on the rest (group split into
+    train/val) and test on it. Writes OUT/<fold>/ run dirs and every fold's test predictions pooled in
+    OUT/pooled_predictions.json (each from a model that never saw that source)."""
     data_root, out_dir = Path(data_root), Path(out_dir)
     samples = load_samples(data_root, options.sources, options.exclude_sources)
-    sources = sorted({s.source for s in samples})
-    holdouts = list(holdouts) if holdouts else sources
-    unknown = {h for h in holdouts if not any(in_unit(source, h) for source in sources)}
-    if unknown:
-        raise SourceError(f"sources not in {data_root}: {', '.join(sorted(unknown))}")
+    folds = holdout_folds(sorted({s.source for s in samples}), holdouts)
+    teacher = None
+    if options.teacher:
+        from .distill import load_or_compute
+
+        teacher = load_or_compute(out_dir / "teacher.json", data_root, samples, options.teacher)
     cache: ImageCache = {}
     runs = {}
-    for source in holdouts:
-        split = leave_source_out(samples, source, options.val_fraction, options.seed)
-        runs[source] = train_run(data_root, out_dir / source, options, split=split, cache=cache, data_base=data_base)
+    for name, held in folds.items():
+        split = leave_source_out(samples, held, options.val_fraction, options.seed)
+        runs[name] = train_run(data_root, out_dir / name, options, split=split, cache=cache, teacher=teacher,
+                               data_base=data_base)
+    pooled = [dict(row, fold=name, threshold=run.threshold) for name, run in runs.items()
+              for row in json.loads((run.out_dir / "predictions.json").read_text())]
+    _write_json(out_dir / "pooled_predictions.json", pooled)
     return LosoResult(options.model, read_context(data_root), runs)

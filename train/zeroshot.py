@@ -15,7 +15,7 @@ import numpy as np
 
 from .data import Sample, holdout_unit
 from .metrics import PadMetrics, TransferThreshold, pad_metrics, transfer_threshold
-from .train import REPORTED_SEPARATELY, load_images, load_samples, prediction_rows, read_preprocessing
+from .train import REPORTED_SEPARATELY, load_images, load_samples, predictions, read_preprocessing
 
 def p_real_of_file(model_file: str | Path, data_root: str | Path, samples: Sequence[Sample]) -> np.ndarray:
     """P(real) of a Keras model file on gathered crops. A model whose input is named ``*bgr*`` (the shared
@@ -70,7 +70,7 @@ def zero_shot(
     p = np.mean([p_real_of_file(m, r, [d[name] for name in common])
                  for m, r, d in zip(model_files, data_roots, per_root)], axis=0)
     result = summarise([Path(m).name for m in model_files], samples, p, fixed_threshold)
-    write_zero_shot(result, samples, p, Path(out))
+    write_zero_shot(result, samples, p, Path(out), Path(data_roots[0]))
     return result
 
 
@@ -94,11 +94,13 @@ def summarise(names: list[str], samples: Sequence[Sample], p: np.ndarray, fixed:
     return ZeroShotResult(names, fixed, transfer, per_unit, per_source)
 
 
-def write_zero_shot(result: ZeroShotResult, samples: Sequence[Sample], p: np.ndarray, out: Path) -> None:
+def write_zero_shot(
+    result: ZeroShotResult, samples: Sequence[Sample], p: np.ndarray, out: Path, data_root: Path
+) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.parent.joinpath(out.name + ".json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    predictions = prediction_rows(samples, p)
-    out.parent.joinpath(out.name + ".predictions.json").write_text(json.dumps(predictions) + "\n")
+    rows = predictions(samples, p, data_root)
+    out.parent.joinpath(out.name + ".predictions.json").write_text(json.dumps(rows) + "\n")
     out.parent.joinpath(out.name + ".md").write_text(zero_shot_markdown(result))
 
 
