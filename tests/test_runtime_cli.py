@@ -117,7 +117,7 @@ def test_model_path_outside_the_manifest_needs_a_digest_or_a_loud_opt_in(runtime
     own = tmp_path / "retrained.onnx"
     write_tiny_onnx(own, size, gain=0.03)
     image = str(cli.SAMPLES_DIR / "real" / "image_T1.jpg")
-    base = ("--image", image, "--manifest", str(runtime_manifest), "--model-path", str(own))
+    base = ("--image", image, "--manifest", str(runtime_manifest), "--model", "livenessnet", "--model-path", str(own))
     one_error_line(liveness_edge(*base), 2, "--sha256, or --allow-unverified")
     proc = liveness_edge(*base, "--allow-unverified", "--quiet")
     assert proc.returncode == 0, proc.stderr
