@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..runtime.errors import BackendUnavailable, ModelError
+from ..extras import require_train_extra, tensorflow_available  # noqa: F401 (latency.py reads it here)
+from ..runtime.errors import ModelError
 from ..runtime.preprocessing import Preprocessing
 from ..runtime.types import FaceResult, FrameResult, StageTimes
 from .timer import ms_since
@@ -25,13 +26,6 @@ SSD_WEIGHTS = BASELINE_DIR / "res10_300x300_ssd_iter_140000.caffemodel"
 SSD_SIZE = 300
 SSD_MEAN = (104.0, 177.0, 123.0)
 SSD_MIN_CONFIDENCE = 0.5
-
-
-def tensorflow_available() -> bool:
-    """True when Keras/TensorFlow can be imported, without importing them."""
-    from importlib.util import find_spec
-
-    return find_spec("tensorflow") is not None and find_spec("keras") is not None
 
 
 class ClassicPipeline:
@@ -51,8 +45,7 @@ class ClassicPipeline:
         config_path = keras_path.parent / "config.json"
         if not keras_path.is_file() or not config_path.is_file():
             raise ModelError(f"baseline needs {keras_path} and {config_path}")
-        if not tensorflow_available():
-            raise BackendUnavailable("the baseline needs TensorFlow: pip install 'liveness-edge[train]'")
+        require_train_extra("the baseline")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
 

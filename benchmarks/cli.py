@@ -49,6 +49,8 @@ def latency_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=20, help="frames run before measuring (default: 20)")
     p.add_argument("--no-baseline", action="store_true", help="skip the OpenCV SSD + Keras baseline row")
     p.add_argument("--no-detector-rows", action="store_true", help="skip the detector-only rows")
+    p.add_argument("--no-challenge-rows", action="store_true",
+                   help="skip the rows with an active challenge (face landmarks on every frame, 1 thread, int8)")
     p.add_argument("--baseline-model", default="", help="Keras model for the baseline (default: "
                    "<manifest dir>/livenessnet/model.keras)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per configuration before it fails")
@@ -105,6 +107,7 @@ def run_latency(args: argparse.Namespace) -> int:
         manifest=args.manifest,
         detector=args.detector,
         detector_rows=not args.no_detector_rows,
+        challenge_rows=not args.no_challenge_rows,
         baseline=not args.no_baseline,
         baseline_model=args.baseline_model,
         timeout_s=args.timeout,

@@ -52,6 +52,7 @@ class BenchConfig:
     source: str = ""
     manifest: str = str(DEFAULT_MANIFEST)
     baseline_model: str = ""
+    challenge: bool = False  # pipeline with an active challenge kept running (face landmarks on every frame)
 
     @property
     def name(self) -> str:
@@ -59,7 +60,8 @@ class BenchConfig:
             return "baseline: OpenCV SSD + Keras predict"
         if self.kind == "detector":
             return f"detector only {self.backend} {self.threads}t"
-        return f"{self.model} {self.backend} {self.precision} {self.threads}t"
+        name = f"{self.model} {self.backend} {self.precision} {self.threads}t"
+        return name + " + challenge" if self.challenge else name
 
 
 @dataclass
@@ -113,6 +115,7 @@ class MatrixOptions:
     manifest: str = str(DEFAULT_MANIFEST)
     detector: DetectorVariant = DetectorVariant.SHORT
     detector_rows: bool = True
+    challenge_rows: bool = True
     baseline: bool = True
     baseline_model: str = ""
     timeout_s: float = 900.0
@@ -241,11 +244,21 @@ def _load_pipeline(config: BenchConfig) -> tuple[Step, int, int]:
         threads=config.threads,
         detector=config.detector,
     )
-    files = resolve(Manifest.load(config.manifest), options)  # the very files the pipeline loads
+    manifest = Manifest.load(config.manifest)
+    files = resolve(manifest, options)  # the very files the pipeline loads
     pipe = LivenessPipeline.from_resolved(files, options)
+    pipe.manifest = manifest
+    if config.challenge:
+        from ..runtime.challenge import ChallengeOptions
+
+        endless = ChallengeOptions(timeout_s=1e9)  # restarted whenever decided, so landmarks run on every frame
+        pipe.start_challenge(endless)
 
     def step(frame: np.ndarray, index: int, read_ms: float) -> tuple[int, StageTimes]:
-        result = pipe.process(frame, source=config.source, frame_index=index, capture_ms=read_ms)
+        if config.challenge and pipe.challenge.done:
+            pipe.start_challenge(endless)
+        result = pipe.process(frame, source=config.source, frame_index=index, capture_ms=read_ms,
+                              timestamp_s=index / 30.0)
         return len(result.faces), result.times
 
     return step, files.model.bytes, files.detector.bytes
@@ -411,11 +424,16 @@ def build_matrix(options: MatrixOptions) -> list[BenchConfig]:
         for p in precisions
         for t in options.threads
     ]
+    if options.challenge_rows:  # detection + passive + landmarks at 1 thread (issue 13's target), int8 if measured
+        chosen = [p for p in precisions if p == "int8"] or list(precisions[:1])
+        configs += [replace(common, model=m, backend=b, precision=p, threads=1, challenge=True)
+                    for m in models for b in backends for p in chosen]
     return configs
 
 
 def run_matrix(options: MatrixOptions, show_progress: bool = True) -> BenchRun:
     """Measure every configuration of the matrix, each in its own process, with a progress bar."""
+    from ..extras import TRAIN_INSTALL_HINT
     from .baseline import tensorflow_available
 
     configs = build_matrix(options)
@@ -424,7 +442,7 @@ def run_matrix(options: MatrixOptions, show_progress: bool = True) -> BenchRun:
     for config in bar:
         bar.set_postfix_str(config.name)
         if config.kind == "baseline" and not tensorflow_available():
-            result = ConfigResult(config, "skipped", "baseline needs TensorFlow: pip install 'liveness-edge[train]'")
+            result = ConfigResult(config, "skipped", f"baseline needs TensorFlow: {TRAIN_INSTALL_HINT}")
         else:
             result = measure_isolated(config, options.timeout_s)
         if not result.ok:

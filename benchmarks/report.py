@@ -11,12 +11,13 @@ from ..train.report import plot_roc
 from .accuracy import AccuracyRun
 from .latency import BenchRun, ConfigResult
 
-BAR_STAGES = ("detect", "crop", "infer", "decide")
+BAR_STAGES = ("detect", "crop", "infer", "decide", "landmarks")
 STAGE_LABELS = {
     "detect": "detect (+ tracking)",
     "crop": "crop + preprocess + quality checks",
     "infer": "liveness inference",
     "decide": "smoothing + decision",
+    "landmarks": "face landmarks + challenge",
     "other": "other",
     "capture": "read/decode (not in total)",
 }
@@ -25,6 +26,7 @@ STAGE_COLOURS = {
     "crop": "#dd8452",
     "infer": "#55a868",
     "decide": "#c44e52",
+    "landmarks": "#8172b3",
     "other": "#8c8c8c",
     "capture": "#dddddd",
 }
@@ -90,8 +92,9 @@ def latency_table(run: BenchRun) -> str:
         )
     lines += [
         "",
-        "| configuration | read/decode | detect | crop | infer | decide | total | load ms | peak RSS MB | faces/frame |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| configuration | read/decode | detect | crop | infer | decide | landmarks | total | load ms | peak RSS MB "
+        "| faces/frame |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in run.results:
         if r.ok:

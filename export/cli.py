@@ -5,11 +5,13 @@ import argparse
 import os
 from pathlib import Path
 
+from ..extras import require_train_extra
 from ..runtime.errors import run_cli
 from ..runtime.manifest import ARTIFACTS_DIR
 from .options import FORMATS, PRECISIONS, ExportOptions, OnnxQuantOptions
 
 DEFAULT_RUNS = ("livenessnet", "mobilenetv3", "minifasnet")
+VERIFY_OUT = Path("verify_results")
 
 
 def _list(allowed: tuple[str, ...]):
@@ -35,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="*", type=Path, metavar="RUN_DIR",
                    help="training run folders with model.keras + config.json (default: artifacts/livenessnet "
                    "artifacts/mobilenetv3 artifacts/minifasnet)")
-    p.add_argument("--out", type=Path, default=ARTIFACTS_DIR, help="output folder holding manifest.json "
-                   "(default: %(default)s)")
+    p.add_argument("--out", type=Path, help=f"output folder holding manifest.json (default: {ARTIFACTS_DIR}); "
+                   f"with --verify: the folder for its report (default: {VERIFY_OUT})")
     p.add_argument("--formats", type=_list(FORMATS), default=FORMATS, help="comma list (default: onnx,tflite)")
     p.add_argument("--precision", type=_list(PRECISIONS), default=PRECISIONS, help="comma list (default: fp32,int8)")
     p.add_argument("--calibration", type=Path, metavar="DIR",
@@ -48,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-size", type=int, default=300, help="crops used for calibration (default: 300)")
     p.add_argument("--heldout-size", type=int, default=1000, help="max held-out crops to verify on (default: 1000)")
     p.add_argument("--verify", action="store_true",
-                   help="only verify the files the manifest lists (sha256, Keras agreement, latency)")
+                   help="only verify the files the manifest lists (sha256, Keras agreement, latency); reads the "
+                   "manifest and its files, writes only to --out, exit non-zero when a file does not match")
+    p.add_argument("--manifest", type=Path, default=ARTIFACTS_DIR / "manifest.json",
+                   help="with --verify: the manifest to check (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="inference threads when timing (default: 1)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     p.add_argument("--fp32-tolerance", type=float, default=1e-3,
@@ -67,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from(args: argparse.Namespace) -> ExportOptions:
     return ExportOptions(
-        out=args.out,
+        out=args.out or (VERIFY_OUT if args.verify else ARTIFACTS_DIR),
         formats=args.formats,
         precisions=args.precision,
         calibration=args.calibration,
@@ -93,12 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         options = options_from(args)
     except ValueError as e:
         parser.error(str(e))
-    runs = args.runs or [ARTIFACTS_DIR / name for name in DEFAULT_RUNS]
+    runs = args.runs or [(args.manifest.parent if args.verify else ARTIFACTS_DIR) / name for name in DEFAULT_RUNS]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if code := run_cli("export-models", lambda: require_train_extra("exporting or verifying models")):
+        return code
     from .exporter import export_models, verify_models
 
     def body() -> int:
-        result = (verify_models if args.verify else export_models)(runs, options)
+        if args.verify:
+            result = verify_models(runs, options, args.manifest)
+        else:
+            result = export_models(runs, options)
         print(result.report_path.read_text())
         print(f"wrote {result.manifest_path} and {result.report_path}")
         return 0

@@ -18,7 +18,8 @@ from tqdm import tqdm
 from ..runtime.backends import open_model
 from ..runtime.backends.base import TensorInfo
 from ..runtime.detector import FACE_DETECTOR_DIR, MODEL_FILES
-from ..runtime.errors import LivenessEdgeError, ManifestError, ModelError
+from ..runtime.errors import LivenessEdgeError, ManifestError, ModelError, UsageError
+from ..runtime.landmarks import LANDMARK_MODEL_FILES
 from ..runtime.manifest import DetectorEntry, Manifest, ModelEntry, TensorSpec, sha256_of
 from ..runtime.preprocessing import Preprocessing
 from .calibration import CropSet, load_crops, pick, representative_inputs, samples_in_dir, samples_of_run
@@ -28,7 +29,8 @@ from .to_tflite import TFLITE_INT8_SETTINGS, keras_to_tflite
 from .tools import first_line, tool_versions
 from .tune import Choice, tune_onnx, tune_tflite
 from .verify import (
-    DetectorCheck, FileCheck, Scores, check_detector, check_file, enforce_limits, keras_p_real, markdown,
+    DetectorCheck, FileCheck, Scores, check_detector, check_file, check_landmarks, enforce_limits, keras_p_real,
+    markdown,
     measure_latency, open_liveness, scores,
 )
 
@@ -246,28 +248,34 @@ def model_entry(
     )
 
 
+def _check_converted(variant: str, reference: Path, converted: Path, images: list, label: str) -> DetectorCheck:
+    if variant in LANDMARK_MODEL_FILES:
+        return check_landmarks(reference, converted, images, label)
+    return check_detector(reference, converted, images, variant, label)
+
+
 def export_detectors(out: Path, staging: Path, options: ExportOptions, images: list,
                      bar: tqdm) -> tuple[list[DetectorEntry], list[tuple[Path, Path]]]:
-    """Both BlazeFace variants: the shipped .tflite as is, plus an ONNX conversion checked against it.
-    Returns the entries and the (staged, final) file moves."""
+    """Both BlazeFace variants and the landmark models (face mesh, iris): the shipped .tflite as is, plus an
+    ONNX conversion checked against it. Returns the entries and the (staged, final) file moves."""
     entries, moves = [], []
-    for variant, file_name in MODEL_FILES.items():
+    for variant, file_name in {**MODEL_FILES, **LANDMARK_MODEL_FILES}.items():
         bar.set_description(f"detector {variant}")
         tflite = FACE_DETECTOR_DIR / file_name
-        rel_onnx = f"detector/blazeface_{variant}.onnx"
+        name = Path(file_name).stem if variant in LANDMARK_MODEL_FILES else f"blazeface_{variant}"
+        rel_onnx = f"detector/{name}.onnx"
         staged = staging / Path(rel_onnx).name
         try:
             tflite_to_onnx(tflite, staged, options.opset)
         except Exception as e:
             raise ExportError(f"detector {variant}: ONNX conversion failed: {first_line(e)}") from None
-        check = check_detector(tflite, staged, images, variant, rel_onnx)
+        check = _check_converted(variant, tflite, staged, images, rel_onnx)
         if check.max_rel_diff > DETECTOR_TOLERANCE or not check.same_faces:
             raise ExportError(f"detector {variant}: ONNX differs from the .tflite (max relative |Δ| "
                               f"{check.max_rel_diff:.2g}, same faces: {check.same_faces}); nothing shipped")
         rel_tflite = Path(os.path.relpath(tflite, out)).as_posix()
-        entries.append(DetectorEntry(f"blazeface_{variant}", variant, "tflite", rel_tflite, sha256_of(tflite),
-                                     tflite.stat().st_size))
-        entries.append(DetectorEntry(f"blazeface_{variant}", variant, "onnx", rel_onnx, sha256_of(staged),
+        entries.append(DetectorEntry(name, variant, "tflite", rel_tflite, sha256_of(tflite), tflite.stat().st_size))
+        entries.append(DetectorEntry(name, variant, "onnx", rel_onnx, sha256_of(staged),
                                      staged.stat().st_size,
                                      {**_detector_verification(check), "reference": rel_tflite,
                                       "opset": options.opset}))
@@ -309,7 +317,8 @@ def export_models(run_dirs: list[Path], options: ExportOptions) -> ExportResult:
     for run_dir in run_dirs:
         read_config(run_dir)  # fail on a bad run before converting anything
     with_detectors = options.detector and "onnx" in options.formats
-    steps = len(run_dirs) * (len(options.formats) * len(options.precisions) + 1) + 2 * with_detectors
+    steps = (len(run_dirs) * (len(options.formats) * len(options.precisions) + 1)
+             + (len(MODEL_FILES) + len(LANDMARK_MODEL_FILES)) * with_detectors)
     staging = out / STAGING
     shutil.rmtree(staging, ignore_errors=True)
     entries: list[ModelEntry] = []
@@ -343,14 +352,21 @@ def export_models(run_dirs: list[Path], options: ExportOptions) -> ExportResult:
     return write_manifest(merged(existing_manifest(out), entries, detectors), out)
 
 
-def verify_models(run_dirs: list[Path], options: ExportOptions) -> ExportResult:
-    """Re-check the files the manifest lists for these runs and the ONNX detectors (sha256 first) and
-    refresh their numbers in the manifest and the report."""
+VERIFIED_MANIFEST = "manifest.verified.json"
+
+
+def verify_models(run_dirs: list[Path], options: ExportOptions, manifest_path: Path) -> ExportResult:
+    """Re-check the files a manifest lists for these runs and its ONNX detectors (sha256, then Keras) without
+    writing beside them: the report and the manifest with refreshed numbers go to ``options.out``. A file that
+    no longer matches is listed there as not verified, and raises once the report is written."""
     out = Path(options.out)
-    manifest = Manifest.load(out / "manifest.json")
+    if out.resolve() == Path(manifest_path).resolve().parent:
+        raise UsageError(f"--verify only reads {manifest_path}; give --out another folder for its report")
+    manifest = Manifest.load(manifest_path)
     for run_dir in run_dirs:
         read_config(run_dir)
     updated: list[ModelEntry] = []
+    failures: list[LivenessEdgeError] = []
     images: list = []
     with tqdm(total=len(run_dirs), unit="run", dynamic_ncols=True, leave=False, disable=None) as bar:
         for run_dir in run_dirs:
@@ -358,20 +374,40 @@ def verify_models(run_dirs: list[Path], options: ExportOptions) -> ExportResult:
             mine = [m for m in manifest.models if m.name == run.name and m.format in options.formats
                     and m.precision in options.precisions]
             if not mine:
-                raise ManifestError(f"{out / 'manifest.json'} lists no {run.name} files to verify; export first")
-            files = {(m.format, m.precision): manifest.verified_path(m) for m in mine}
+                raise ManifestError(f"{manifest_path} lists no {run.name} files to verify; export first")
             heldout = heldout_crops(run, options)
             images = images or heldout.images[:DETECTOR_IMAGES]
-            verification = verify_files(run, files, heldout, options, bar)
+            try:
+                files = {(m.format, m.precision): manifest.verified_path(m) for m in mine}
+                verification = verify_files(run, files, heldout, options, bar)
+            except (ModelError, ExportError) as e:
+                failures.append(e)
+                verification = {(m.format, m.precision): {} for m in mine}
             updated += [replace(m, verification=verification[(m.format, m.precision)]) for m in mine]
-    detectors = [recheck_detector(manifest, d, images) for d in manifest.detectors if d.format == "onnx"]
-    return write_manifest(merged(manifest, updated, detectors), out)
+    detectors = []
+    for entry in (d for d in manifest.detectors if d.format == "onnx"):
+        try:
+            detectors.append(recheck_detector(manifest, entry, images))
+        except (ModelError, ExportError) as e:
+            failures.append(e)
+            detectors.append(replace(entry, verification={}))
+    checked = merged(manifest, updated, detectors)
+    out.mkdir(parents=True, exist_ok=True)
+    checked.save(out / VERIFIED_MANIFEST)
+    report = markdown(checked)
+    if failures:
+        report += "\n## Failed\n\n" + "".join(f"- {e}\n" for e in failures)
+    (out / "verification.md").write_text(report)
+    if failures:
+        raise type(failures[0])(f"{len(failures)} check(s) failed (report: {out / 'verification.md'}); "
+                                f"first: {failures[0]}")
+    return ExportResult(out / VERIFIED_MANIFEST, out / "verification.md")
 
 
 def recheck_detector(manifest: Manifest, entry: DetectorEntry, images: list) -> DetectorEntry:
     """An ONNX detector against the manifest's .tflite of the same variant, both sha256-checked."""
     reference = manifest.verified_path(manifest.detector(entry.variant, "tflite"))
-    check = check_detector(reference, manifest.verified_path(entry), images, entry.variant, entry.file)
+    check = _check_converted(entry.variant, reference, manifest.verified_path(entry), images, entry.file)
     if check.max_rel_diff > DETECTOR_TOLERANCE or not check.same_faces:
         raise ExportError(f"{entry.file} no longer matches its .tflite (max relative |Δ| {check.max_rel_diff:.2g})")
     return replace(entry, verification={**entry.verification, **_detector_verification(check)})

@@ -204,6 +204,25 @@ def check_detector(
     return DetectorCheck(label, len(images), diff, bool(same))
 
 
+def check_landmarks(reference: str | Path, converted: str | Path, images: list[np.ndarray], label: str,
+                    max_point_px: float = 0.5) -> DetectorCheck:
+    """A converted face mesh or iris model against its .tflite on real pictures squeezed to its [0, 1] input:
+    raw outputs (max difference relative to the output's magnitude) and, as ``same_faces``, every landmark
+    within ``max_point_px`` input pixels."""
+    ref, new = open_model(reference), open_model(converted)
+    size = ref.inputs[0].shape[1]
+    diff, same = 0.0, True
+    for im in images:
+        x = (cv2.resize(im, (size, size))[..., ::-1].astype(np.float32) / 255.0)[None]
+        a, b = ref.run(x), new.run(x)
+        by_shape = {o.shape: o for o in b}
+        for o in a:
+            d = np.abs(o - by_shape[o.shape])
+            diff = max(diff, float(d.max() / max(1.0, np.abs(o).max())))
+            same &= o.size == 1 or bool(d.max() <= max_point_px)
+    return DetectorCheck(label, len(images), diff, bool(same))
+
+
 def _fmt(v: float | None, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
@@ -247,7 +266,8 @@ def markdown(manifest: Manifest) -> str:
         )
     checked = [d for d in manifest.detectors if d.verification]
     if checked:
-        lines += ["", "| detector | images | max relative \\|Δ raw output\\| vs .tflite | same faces |",
+        lines += ["", "| detector / landmarks | images | max relative \\|Δ raw output\\| vs .tflite "
+                  "| same faces / points |",
                   "|---|---:|---:|---|"]
         lines += [
             f"| {d.file} | {d.verification['n']} | {d.verification['max_rel_diff']:.2g} | "

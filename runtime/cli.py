@@ -31,6 +31,7 @@ from .errors import (
     run_cli,
     signals_deferred,
 )
+from .challenge import DEFAULT_ACTIONS, ChallengeOptions, ChallengeResult
 from .manifest import ARTIFACTS_DIR, DEFAULT_MANIFEST, Manifest
 from .output import (
     ImageSaver,
@@ -55,6 +56,7 @@ from .types import BACKEND_CHOICES, DetectorVariant, FrameResult, Precision, Run
 
 PROG = "liveness-edge"
 SAMPLES_DIR = ARTIFACTS_DIR / "samples"
+CHALLENGE_FAILED_EXIT = 12
 EXIT_CODES = {
     0: "success",
     1: "unexpected internal error",
@@ -66,6 +68,7 @@ EXIT_CODES = {
     SourceLost.exit_code: "camera or stream disconnected during the run",
     DisplayError.exit_code: "--display asked for but no window can be opened",
     OutputError.exit_code: "output file or folder cannot be written",
+    CHALLENGE_FAILED_EXIT: "--challenge failed (the reason is on stderr and in the JSONL)",
     INTERRUPTED_EXIT_CODE: "interrupted (Ctrl-C or SIGTERM); outputs are closed first",
 }
 log = logging.getLogger("liveness_edge")
@@ -88,6 +91,7 @@ class RunOptions:
     quiet: bool = False
     demo: bool = False
     debug: bool = False
+    challenge: ChallengeOptions | None = None
     preview: str | None = None
 
     def __post_init__(self) -> None:
@@ -132,7 +136,8 @@ def _status_line(result: FrameResult, frames: int, fps: float) -> str:
         f"#{f.track} {f.decision} P(real) {f.p_real_smoothed:.2f}" + (f" ({f.reason})" if f.reason else "")
         for f in result.faces
     )
-    return f"{time.strftime('%H:%M:%S')} frame {frames}, {fps:.1f} FPS: {faces or 'no face'}"
+    line = f"{time.strftime('%H:%M:%S')} frame {frames}, {fps:.1f} FPS: {faces or 'no face'}"
+    return line + (f"; challenge: {result.challenge.prompt}" if result.challenge is not None else "")
 
 
 def _status(result: FrameResult, frames: int, fps: float, summary: RunSummary) -> dict:
@@ -146,6 +151,7 @@ def _status(result: FrameResult, frames: int, fps: float, summary: RunSummary) -
              "reason": f.reason, "box": [round(float(v), 1) for v in f.box]}
             for f in result.faces
         ],
+        "challenge": None if result.challenge is None else result.challenge.to_dict(),
     }
 
 
@@ -167,6 +173,8 @@ def _load_pipeline(options: RunOptions) -> LivenessPipeline:
     try:
         with native_stderr(not options.debug) as caught, signals_deferred():
             pipeline = LivenessPipeline.from_manifest(options.manifest, options.pipeline)
+            if options.challenge is not None:
+                pipeline.start_challenge(options.challenge)  # loads the landmark models
         ok = True
     finally:
         for line in caught.lines:
@@ -319,9 +327,11 @@ def run(options: RunOptions) -> RunSummary:
         bar = _progress(source.length, not source.live and not still and not options.quiet)
         outputs = _Outputs(options, source, pipeline, bar is not None)
         fps, interval, last = 0.0, 0.0, summary.start()
+        clock, t = time.monotonic, 0.0  # a challenge's timeouts: real time live, the recording's own for files
         for frame in source.frames():
             image = rotate(frame.image, options.rotate)
-            result = pipeline.process(image, frame.source, frame.index, frame.capture_ms)
+            t = clock() if source.live or not source.fps else frame.index / source.fps
+            result = pipeline.process(image, frame.source, frame.index, frame.capture_ms, t)
             summary.add(result)
             now = time.perf_counter()
             interval = (now - last) if interval == 0.0 else 0.9 * interval + 0.1 * (now - last)
@@ -332,6 +342,8 @@ def run(options: RunOptions) -> RunSummary:
                 bar.update(1)
             if options.max_frames and summary.frames >= options.max_frames:
                 break
+            if result.challenge is not None and result.challenge.result is not None:
+                break
     except ReaderGone as e:
         _say(f"{e}: stopping", options.quiet)
     except BaseException:
@@ -339,6 +351,8 @@ def run(options: RunOptions) -> RunSummary:
         if failure is not None:
             log.debug("while stopping: %s", failure)
         raise
+    if options.challenge is not None:
+        summary.challenge = pipeline.challenge.stop(t).result
     failure = _finish(summary, source, [bar, outputs, source], options)
     if failure is not None:
         raise failure
@@ -430,6 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dark", type=float, default=qo.dark_mean, help="uncertain if the face's mean grey is below this")
     d.add_argument("--min-sharpness", type=float, default=qo.min_sharpness,
                    help="uncertain if the face is blurrier than this")
+    c = p.add_argument_group("active challenge (camera, stream or video)")
+    c.add_argument("--challenge", nargs="?", const=",".join(DEFAULT_ACTIONS), metavar="ACTIONS",
+                   help="ask for random actions from this comma list of blink,left,right,up,down (default "
+                   "blink,left,right); exit 0 if passed, 12 if not")
+    c.add_argument("--challenge-timeout", type=float, default=ChallengeOptions.timeout_s, metavar="S",
+                   help="seconds allowed per action (default %(default)s)")
+    c.add_argument("--challenge-count", type=int, metavar="N", help="actions to ask (default: each once)")
+    c.add_argument("--challenge-seed", type=int, metavar="N", help="fixed random order (tests, audits)")
     o = p.add_argument_group("output")
     o.add_argument("--jsonl", metavar="FILE|-", help="one JSON object per frame ('-' = stdout)")
     o.add_argument("--output", metavar="FILE.mp4", help="write the annotated video")
@@ -491,7 +513,33 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         source=spec, pipeline=pipeline, manifest=args.manifest, rotate=args.rotate, jsonl=args.jsonl,
         output=args.output, save_dir=args.save_dir, display=args.display, max_frames=args.max_frames,
         quiet=args.quiet, demo=args.demo, debug=args.debug, preview=args.preview,
+        challenge=_challenge_options(args, kind),
     )
+
+
+def _challenge_options(args: argparse.Namespace, kind: str) -> ChallengeOptions | None:
+    if args.challenge is None:
+        return None
+    if kind == "images":
+        raise UsageError("--challenge needs a camera, a stream or a video: one picture cannot blink")
+    try:
+        return ChallengeOptions(tuple(a.strip() for a in args.challenge.split(",") if a.strip()),
+                                args.challenge_count, args.challenge_timeout, args.challenge_seed)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+
+
+def _challenge_exit(result: ChallengeResult | None, quiet: bool) -> int:
+    """0 when the challenge passed, else ``CHALLENGE_FAILED_EXIT`` with one line saying why."""
+    if result is not None and result.passed:
+        times = ", ".join(f"{a} {t:.1f} s" for a, t in zip(result.actions, result.times_s))
+        _say(f"challenge passed: {times}", quiet)
+        return 0
+    if result is not None:
+        done = [a for a, t in zip(result.actions, result.times_s) if t is not None]
+        _say(f"challenge failed: {result.reason} (asked {', '.join(result.actions)}; done: "
+             f"{', '.join(done) or 'nothing'})", quiet)
+    return CHALLENGE_FAILED_EXIT
 
 
 def _configure_logging(quiet: bool, debug: bool) -> None:
@@ -533,9 +581,9 @@ def _main(argv: list[str] | None) -> int:
         options = options_from_args(args)
         if args.demo:
             run_demo(options, [args.model] if args.model else None)
-        else:
-            run(options)
-        return 0
+            return 0
+        summary = run(options)
+        return 0 if options.challenge is None else _challenge_exit(summary.challenge, options.quiet)
 
     return run_cli(PROG, body, debug=args.debug)
 

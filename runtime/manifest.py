@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .detector import FACE_DETECTOR_DIR
 from .errors import BackendUnavailable, ManifestError, ModelError, UsageError
 from .preprocessing import Preprocessing
-from .types import AUTO, DetectorVariant, ModelFormat, Precision
+from .types import AUTO, DetectorVariant, LandmarkVariant, ModelFormat, Precision
 
 if TYPE_CHECKING:
     from .pipeline import PipelineOptions
@@ -139,7 +139,8 @@ def _validate_model(m: ModelEntry) -> None:
 
 def _validate_detector(d: DetectorEntry) -> None:
     _validate_file_fields(d)
-    DetectorVariant.parse(d.variant, f"{d.name}: variant")
+    if d.variant not in LandmarkVariant.__members__.values():
+        DetectorVariant.parse(d.variant, f"{d.name}: variant")
 
 
 def installed_backends() -> list[ModelFormat]:

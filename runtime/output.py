@@ -20,6 +20,7 @@ from typing import IO
 import cv2
 import numpy as np
 
+from .challenge import ChallengeResult
 from .errors import DisplayError, OutputError
 from .smoothing import DECISIONS
 from .terminal import printable
@@ -32,7 +33,7 @@ VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", 
 def frame_record(result: FrameResult) -> dict:
     """The documented JSONL object for one frame (times in ms, box in frame pixels)."""
     t = result.times
-    return {
+    record = {
         "source": result.source,
         "frame": int(result.frame),
         "time_ms": {
@@ -54,6 +55,10 @@ def frame_record(result: FrameResult) -> dict:
             for f in result.faces
         ],
     }
+    if result.challenge is not None:  # only while an active challenge runs (``--challenge``)
+        record["time_ms"]["landmarks"] = round(t.landmarks, 3)
+        record["challenge"] = result.challenge.to_dict()
+    return record
 
 
 class ReaderGone(Exception):
@@ -291,6 +296,7 @@ class RunSummary:
     dropped: int = 0
     started: float = field(default_factory=time.perf_counter)
     ended: float | None = None
+    challenge: ChallengeResult | None = None
 
     def start(self) -> float:
         """Restart the clock (after model loading, so FPS covers frames only); returns the start time."""

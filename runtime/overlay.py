@@ -4,6 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .challenge import ChallengeStatus
 from .smoothing import REAL, SPOOF
 from .types import FaceResult, FrameResult
 
@@ -62,4 +63,16 @@ def draw(
     if band is not None:
         status += f" | real >= {band[1]:.2f}, spoof <= {band[0]:.2f}"
     _label(image, status, 0, 0, (40, 40, 40), scale * 0.8)
+    if result.challenge is not None:
+        _challenge_prompt(image, result.challenge, scale)
     return image
+
+
+def _challenge_prompt(image: np.ndarray, status: ChallengeStatus, scale: float) -> None:
+    """What the person must do now (and the seconds left), large, at the bottom; green/red once decided."""
+    colour = {"passed": COLOURS[REAL], "failed": COLOURS[SPOOF]}.get(status.state, (120, 60, 0))
+    text = status.prompt
+    if status.remaining_s is not None:
+        text += f"  ({max(0.0, status.remaining_s):.0f} s)"
+    (_, h), _ = cv2.getTextSize(text, FONT, scale * 1.4, 2)
+    _label(image, text, 0, image.shape[0] - h // 2, colour, scale * 1.4)

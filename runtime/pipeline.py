@@ -19,9 +19,11 @@ from typing import Protocol
 import numpy as np
 
 from .backends import open_model
+from .challenge import ActiveChallenge, ChallengeOptions
 from .detector import DetectorOptions, FaceDetector
 from .liveness import LivenessModel
-from .manifest import DEFAULT_MANIFEST, Manifest, Resolved, resolve
+from .landmarks import LandmarkModel, landmarks_from_manifest
+from .manifest import DEFAULT_MANIFEST, Manifest, Resolved, installed_backends, resolve
 from .preprocessing import Preprocessing
 from .quality import QualityChecker, QualityOptions
 from .smoothing import SmoothingOptions, TrackDecider
@@ -33,6 +35,7 @@ from .types import (
     Face,
     FaceResult,
     FrameResult,
+    ModelFormat,
     Precision,
     RunningMode,
     StageTimes,
@@ -133,6 +136,9 @@ class LivenessPipeline:
         self._count = 0
         self._last_frame: int | None = None
         self._last_detection: int | None = None
+        self.manifest: Manifest | None = None  # set by from_manifest: where the landmark models come from
+        self.challenge: ActiveChallenge | None = None
+        self._landmarks: LandmarkModel | None = None
 
     @property
     def threshold(self) -> float:
@@ -147,7 +153,10 @@ class LivenessPipeline:
 
         Raises ``ManifestError``, ``ModelError``, ``BackendUnavailable`` or ``UsageError`` (see ``manifest.resolve``).
         """
-        return cls.from_resolved(resolve(Manifest.load(manifest_path), options), options)
+        manifest = Manifest.load(manifest_path)
+        pipeline = cls.from_resolved(resolve(manifest, options), options)
+        pipeline.manifest = manifest
+        return pipeline
 
     @classmethod
     def from_resolved(cls, r: Resolved, options: PipelineOptions = PipelineOptions()) -> "LivenessPipeline":
@@ -202,11 +211,34 @@ class LivenessPipeline:
             decider = self._deciders[track_id] = TrackDecider(self.options.smoothing, self.model.threshold)
         return decider
 
+    def start_challenge(
+        self, options: ChallengeOptions = ChallengeOptions(), landmarks: LandmarkModel | None = None
+    ) -> ActiveChallenge:
+        """Start an active challenge (``runtime/challenge.py``) on the coming frames of this stream: until it is
+        decided, the landmark models run on the tracked face and ``FrameResult.challenge`` says what to do next.
+        ``landmarks`` defaults to the manifest's files on LiteRT when it is installed, whatever ``backend`` says
+        (4-5x faster than ONNX Runtime for these two models on x86, see face_detector/README.md), else ONNX.
+        Raises ``ValueError`` in image mode: one picture cannot blink."""
+        if self.options.running_mode == RunningMode.IMAGE:
+            raise ValueError("a challenge needs the video or live_stream running mode: one picture cannot blink")
+        if landmarks is None:
+            if self.manifest is None:
+                raise ValueError("pass landmarks=...: this pipeline was not loaded from a manifest")
+            if self._landmarks is None:
+                order = [ModelFormat.TFLITE, ModelFormat.ONNX]
+                usable = [b for b in order if b in installed_backends()] or order
+                self._landmarks = landmarks_from_manifest(self.manifest, usable, self.options.threads)
+            landmarks = self._landmarks
+        self.challenge = ActiveChallenge(landmarks, options)
+        return self.challenge
+
     def process(
-        self, frame_bgr: np.ndarray, source: str = "", frame_index: int | None = None, capture_ms: float = 0.0
+        self, frame_bgr: np.ndarray, source: str = "", frame_index: int | None = None, capture_ms: float = 0.0,
+        timestamp_s: float | None = None,
     ) -> FrameResult:
         """Detect (or carry) faces, score each, decide each on its own track. ``times.total`` includes
-        ``capture_ms`` (the caller's read/decode time) so it is the frame's whole cost.
+        ``capture_ms`` (the caller's read/decode time) so it is the frame's whole cost. ``timestamp_s`` is the
+        frame's time for an active challenge's timeouts (default: the clock now; give video time for files).
 
         Raises ``ValueError`` in video modes when ``frame_index`` does not increase.
         """
@@ -232,7 +264,13 @@ class LivenessPipeline:
             crop_s += b - a
             infer_s += c - b
             decide_s += perf_counter() - c
+        status, challenge_s = None, 0.0
+        if self.challenge is not None and not self.challenge.done:
+            c = perf_counter()
+            status = self.challenge.update(frame_bgr, faces, c if timestamp_s is None else timestamp_s)
+            challenge_s = perf_counter() - c
         times = StageTimes.measured(
-            capture_ms, (perf_counter() - t0) * 1e3, (t_detect - t0) * 1e3, crop_s * 1e3, infer_s * 1e3, decide_s * 1e3
+            capture_ms, (perf_counter() - t0) * 1e3, (t_detect - t0) * 1e3, crop_s * 1e3, infer_s * 1e3,
+            decide_s * 1e3, challenge_s * 1e3,
         )
-        return FrameResult(source, index, faces, times)
+        return FrameResult(source, index, faces, times, status)

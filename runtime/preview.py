@@ -39,8 +39,10 @@ async function poll() {{
     const s = await (await fetch('/status.json')).json();
     const faces = s.faces.map(f => `#${{f.track}} ${{f.decision}}  P(real) ${{f.p_real_smoothed.toFixed(2)}}` +
                                    (f.reason ? `  (${{f.reason}})` : '')).join('\\n');
+    const challenge = s.challenge ? `\\n\\nCHALLENGE: ${{s.challenge.prompt}}` +
+      (s.challenge.remaining_s !== null ? ` (${{Math.ceil(s.challenge.remaining_s)}} s left)` : '') : '';
     document.getElementById('status').textContent =
-      `${{s.frames}} frames, ${{s.fps.toFixed(1)}} FPS\\n` + (faces || 'no face');
+      `${{s.frames}} frames, ${{s.fps.toFixed(1)}} FPS\\n` + (faces || 'no face') + challenge;
   }} catch (e) {{ document.getElementById('status').textContent = 'the run has ended'; }}
   setTimeout(poll, 1000);
 }}

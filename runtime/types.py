@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .challenge import ChallengeStatus
 
 
 class _Names(enum.StrEnum):
@@ -56,6 +60,14 @@ class DetectorVariant(_Names):
     FULL = "full"
 
 
+class LandmarkVariant(_Names):
+    """Landmark models listed beside the detectors in the manifest: the face mesh and the iris model that
+    refines its eyelids (active challenge only, ``runtime/landmarks.py``)."""
+
+    MESH = "landmarks"
+    IRIS = "iris"
+
+
 class SmoothingMethod(_Names):
     EMA = "ema"
     WINDOW = "window"
@@ -77,6 +89,7 @@ class Stage(_Names):
     CROP = "crop"
     INFER = "infer"
     DECIDE = "decide"
+    LANDMARKS = "landmarks"
     TOTAL = "total"
 
 
@@ -121,14 +134,15 @@ class StageTimes:
     infer: float = 0.0
     decide: float = 0.0
     total: float = 0.0
+    landmarks: float = 0.0  # face landmarks + challenge state machine, only while a challenge is undecided
 
     @classmethod
     def measured(
         cls, capture: float, pipeline_ms: float, detect: float = 0.0, crop: float = 0.0, infer: float = 0.0,
-        decide: float = 0.0,
+        decide: float = 0.0, landmarks: float = 0.0,
     ) -> "StageTimes":
         """The one place ``total`` is computed: the caller's capture time plus the pipeline's wall time."""
-        return cls(capture, detect, crop, infer, decide, capture + pipeline_ms)
+        return cls(capture, detect, crop, infer, decide, capture + pipeline_ms, landmarks)
 
     @property
     def liveness(self) -> float:
@@ -161,3 +175,4 @@ class FrameResult:
     frame: int
     faces: list[FaceResult]
     times: StageTimes
+    challenge: ChallengeStatus | None = None  # while an active challenge runs, up to the frame that decides it

@@ -27,14 +27,18 @@ def test_tiny_matrix_runs_end_to_end_and_failures_become_rows(manifest, tmp_path
     assert cli.main(argv) == 1  # the bogus backend fails, the others still run
     rows = {r["name"]: r for r in json.loads((out / "latency.json").read_text())["results"]}
     assert set(rows) == {"baseline: OpenCV SSD + Keras predict", "detector only onnx 1t", "detector only bogus 1t",
-                         "livenessnet onnx int8 1t", "livenessnet bogus int8 1t"}
+                         "livenessnet onnx int8 1t", "livenessnet bogus int8 1t",
+                         "livenessnet onnx int8 1t + challenge", "livenessnet bogus int8 1t + challenge"}
     assert rows["baseline: OpenCV SSD + Keras predict"]["status"] == "skipped"
     assert "TensorFlow" in rows["baseline: OpenCV SSD + Keras predict"]["error"]
-    for name in ("detector only bogus 1t", "livenessnet bogus int8 1t"):
+    for name in ("detector only bogus 1t", "livenessnet bogus int8 1t", "livenessnet bogus int8 1t + challenge"):
         assert rows[name]["status"] == "failed" and "bogus" in rows[name]["error"]
     pipe, det = rows["livenessnet onnx int8 1t"], rows["detector only onnx 1t"]
     assert pipe["status"] == det["status"] == "ok"
-    assert set(pipe["stages"]) == {"capture", "detect", "crop", "infer", "decide", "total"}
+    assert set(pipe["stages"]) == {"capture", "detect", "crop", "infer", "decide", "landmarks", "total"}
+    assert pipe["stages"]["landmarks"]["median"] == 0.0  # no challenge: the landmark models never run
+    active = rows["livenessnet onnx int8 1t + challenge"]
+    assert active["status"] == "ok" and active["stages"]["landmarks"]["median"] > 0
     assert set(det["stages"]) == {"capture", "detect", "total"}
     assert all(len(v) == 4 for v in pipe["samples"].values())
     assert pipe["faces_per_frame"] == 1.0  # the generated clip shows one face

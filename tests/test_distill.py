@@ -15,6 +15,7 @@ from test_train import make_gathered  # noqa: E402
 from liveness_edge.runtime.errors import SourceError  # noqa: E402
 from liveness_edge.train.cli import main  # noqa: E402
 from liveness_edge.train.data import load_index  # noqa: E402
+from liveness_edge.train.models import numpy2_deprecations_hushed  # noqa: E402
 from liveness_edge.train.distill import (  # noqa: E402
     TeacherTargets, calibrate_per_source, distillation_loss, inside_region, load_or_compute, packed_targets, relative_file,
     resolve_teacher, shift_inside_box,
@@ -101,7 +102,8 @@ def _tiny_teacher(path: Path, seed: int) -> Path:
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    keras.Model(inputs, keras.layers.Dense(3)(x)).save(path)
+    with numpy2_deprecations_hushed():  # Keras reads each variable with np.array when saving
+        keras.Model(inputs, keras.layers.Dense(3)(x)).save(path)
     return path
 
 

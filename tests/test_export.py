@@ -17,9 +17,10 @@ from liveness_edge.export.options import ExportError, ExportOptions
 from liveness_edge.runtime.backends import open_model
 from liveness_edge.runtime.errors import ModelError
 from liveness_edge.runtime.liveness import LivenessModel
-from liveness_edge.runtime.manifest import Manifest
+from liveness_edge.runtime.manifest import ARTIFACTS_DIR, Manifest
 from liveness_edge.runtime.preprocessing import Preprocessing
 from liveness_edge.train.data import write_index_rows
+from liveness_edge.train.models import numpy2_deprecations_hushed
 
 SIZE = 16
 PREPROCESSING = Preprocessing(size=SIZE, context=2.7)
@@ -81,7 +82,8 @@ def tiny_run(tmp_path_factory) -> Path:
     y = np.array([r["label"] == "real" for r in train], np.int64)
     run = root / "tiny"
     run.mkdir()
-    tiny_model(x, y).save(run / "model.keras")
+    with numpy2_deprecations_hushed():  # Keras reads each variable with np.array when saving
+        tiny_model(x, y).save(run / "model.keras")
     config = {
         "name": "tiny", "preprocessing": PREPROCESSING.to_dict(), "labels": ["spoof", "real"], "threshold": 0.5,
         "input_shape": [SIZE, SIZE, 3], "seed": 0, "data": {"path": str(data)},
@@ -205,6 +207,36 @@ def test_int8_settings_are_chosen_by_measurement(exported):
     assert entry.extra["quantization"]["per_channel"] is not per_tensor
 
 
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_verify_is_read_only_and_reports_to_out(tiny_run, exported, tmp_path, capsys):
+    shipped = tmp_path / "shipped"
+    shutil.copytree(exported, shipped)
+    before = _snapshot(shipped)
+    report = tmp_path / "report"
+    argv = [str(tiny_run), "--verify", "--manifest", str(shipped / "manifest.json")]
+    assert main([*argv, "--out", str(report)]) == 0
+    assert "tiny.int8.onnx" in (report / "verification.md").read_text()
+    checked = Manifest.load(report / "manifest.verified.json")
+    assert {m.file for m in checked.models} == {m.file for m in Manifest.load(shipped / "manifest.json").models}
+    assert all(m.verification.get("n") for m in checked.models)
+    code, err = _cli_error([*argv, "--out", str(shipped)], capsys)
+    assert code == 2 and "only reads" in err
+    assert _snapshot(shipped) == before
+
+
+def test_verify_never_writes_beside_the_shipped_manifest(capsys):
+    tracked = [ARTIFACTS_DIR / "manifest.json", ARTIFACTS_DIR / "verification.md"]
+    before = [(p.read_bytes(), p.stat().st_mtime_ns) for p in tracked]
+    code, err = _cli_error(["--verify", "--out", str(ARTIFACTS_DIR)], capsys)
+    assert code == 2 and "only reads" in err
+    assert [(p.read_bytes(), p.stat().st_mtime_ns) for p in tracked] == before
+
+
 @pytest.mark.slow
 def test_a_modified_file_is_refused_by_verify(tiny_run, exported, tmp_path, capsys):
     out = tmp_path / "out"
@@ -213,8 +245,13 @@ def test_a_modified_file_is_refused_by_verify(tiny_run, exported, tmp_path, caps
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
-    code, err = _cli_error([str(tiny_run), "--out", str(out), "--verify"], capsys)
+    before = _snapshot(out)
+    report = tmp_path / "report"
+    code, err = _cli_error([str(tiny_run), "--manifest", str(out / "manifest.json"), "--out", str(report),
+                            "--verify"], capsys)
     assert code == ModelError.exit_code and "does not match the manifest" in err
+    assert "## Failed" in (report / "verification.md").read_text()
+    assert _snapshot(out) == before
 
 
 @pytest.mark.slow

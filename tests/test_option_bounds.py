@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -97,3 +99,20 @@ def test_a_signal_while_models_load_waits_for_the_load_then_interrupts():
             os.kill(os.getpid(), signal.SIGINT)
             loaded = True  # the load goes on to its end
     assert loaded
+
+
+def test_ctrl_c_while_the_cli_imports_is_exit_130_without_a_traceback():
+    """The console script imports OpenCV and NumPy first (about half a second): an interrupt then used to
+    print Python's own traceback. The entry module turns it into the one-line exit 130."""
+    child = (
+        "import os, signal, sys, threading, time\n"
+        "from liveness_edge.runtime import entry\n"
+        "threading.Thread(target=lambda: (time.sleep(0.05), os.kill(os.getpid(), signal.SIGINT))).start()\n"
+        "sys.exit(entry.main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child, "--demo", "--no-display"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("liveness-edge: error: interrupted")

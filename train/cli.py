@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ..extras import require_train_extra
 from ..runtime.errors import UsageError, run_cli
 from ..runtime.terminal import native_stderr
 
@@ -168,6 +169,8 @@ def _compare(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ banner out of error output
+    if code := run_cli("liveness-train", lambda: require_train_extra("training")):
+        return code  # a device install: even --help needs Keras (the model choices)
     args = build_parser().parse_args(argv)
     handlers = {"fit": _fit, "loso": _loso, "zeroshot": _zeroshot, "average": _average, "compare": _compare}
 

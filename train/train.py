@@ -258,9 +258,9 @@ def predict_real(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
 
 
 def choose_threshold(y_val: np.ndarray, p_val: np.ndarray) -> float:
-    """P(real) threshold at the validation EER; 0.5 when validation lacks a class (EER undefined)."""
+    """P(real) threshold at the validation EER (undefined, so refused, when validation lacks a class)."""
     if len(set(y_val.tolist())) < 2:
-        return 0.5
+        raise SourceError("the validation split lacks a class: no threshold can be chosen on it")
     return float(eer(y_val, p_val)[1])
 
 
@@ -276,6 +276,20 @@ def _per_source(samples: Sequence[Sample], p: np.ndarray, threshold: float) -> d
     return out
 
 
+def check_split(split: Split, sides: Sequence[str]) -> None:
+    """Refuse before training a split that cannot give honest numbers: every side in ``sides`` needs both
+    classes (training learns both, the threshold is chosen at the validation EER, test metrics need both)."""
+    for side in sides:
+        samples = getattr(split, side)
+        real = sum(s.label == 1 for s in samples)
+        if real == 0 or real == len(samples):
+            groups = len({s.group for s in samples})
+            raise SourceError(
+                f"the {side} split has {real} real and {len(samples) - real} spoof crops from {groups} group(s) "
+                "and needs both classes; gather more groups or change --val-fraction/--test-fraction"
+            )
+
+
 def train_run(
     data_root: str | Path, out_dir: str | Path, options: TrainOptions, split: Split | None = None,
     cache: ImageCache | None = None, teacher: TeacherTargets | None = None, data_base: Path | None = None,
@@ -284,11 +298,11 @@ def train_run(
     With ``options.teacher`` the teacher's P(real) comes from ``teacher`` or from OUT/teacher.json."""
     data_root, out_dir = Path(data_root), Path(out_dir)
     preprocessing = read_preprocessing(data_root, options.size)
+    sides = ("train", "val") if split is not None else ("train", "val", "test")  # LOSO's test side is a whole source
     if split is None:
         samples = load_samples(data_root, options.sources, options.exclude_sources)
         split = group_split(samples, options.val_fraction, options.test_fraction, options.seed)
-    if not split.train or not split.val:
-        raise SourceError("the split left the training or validation side empty; gather more groups")
+    check_split(split, sides)
     out_dir.mkdir(parents=True, exist_ok=True)
     soft = None
     if options.teacher:
