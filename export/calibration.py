@@ -55,14 +55,20 @@ def samples_in_dir(root: str | Path) -> list[Sample]:
     return samples
 
 
-def samples_of_run(config: dict, side: str) -> list[Sample]:
-    """The samples of one split side (train/val/test) of a run, found again from its config.json."""
+def run_data_path(config: dict, data_root: Path | None) -> Path:
+    """The gathered folder a run was trained on: config.json stores it relative to a data root (committed
+    configs hold no path of the machine they were made on), resolved here against ``data_root``."""
     data = Path(config.get("data", {}).get("path", ""))
+    return data if data.is_absolute() or data_root is None else Path(data_root) / data
+
+
+def samples_of_run(config: dict, side: str, data_root: Path | None = None) -> list[Sample]:
+    """The samples of one split side (train/val/test) of a run, found again from its config.json."""
+    data = run_data_path(config, data_root)
     groups = set(config.get("split", {}).get(side, {}).get("groups", []))
     if not (data / "index.csv").is_file():
-        raise SourceError(
-            f"the run's training data {data} is not here (needed for {side} crops); pass --calibration DIR"
-        )
+        hint = "pass --data-root (the folder holding it) or --calibration DIR"
+        raise SourceError(f"the run's training data {data} is not here (needed for {side} crops); {hint}")
     samples = [s for s in load_index(data) if s.group in groups]
     if not samples:
         raise SourceError(f"no {side} crops of this run found in {data} (its split groups are not in index.csv)")

@@ -10,7 +10,7 @@ from ..runtime.errors import run_cli
 from ..runtime.manifest import ARTIFACTS_DIR
 from .options import FORMATS, PRECISIONS, ExportOptions, OnnxQuantOptions
 
-DEFAULT_RUNS = ("livenessnet", "mobilenetv3")
+DEFAULT_RUNS = ("livenessnet", "mobilenetv3", "minifasnet")
 VERIFY_OUT = Path("verify_results")
 
 
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("runs", nargs="*", type=Path, metavar="RUN_DIR",
                    help="training run folders with model.keras + config.json (default: artifacts/livenessnet "
-                   "artifacts/mobilenetv3)")
+                   "artifacts/mobilenetv3 artifacts/minifasnet)")
     p.add_argument("--out", type=Path, help=f"output folder holding manifest.json (default: {ARTIFACTS_DIR}); "
                    f"with --verify: the folder for its report (default: {VERIFY_OUT})")
     p.add_argument("--formats", type=_list(FORMATS), default=FORMATS, help="comma list (default: onnx,tflite)")
@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", type=Path, metavar="DIR",
                    help="face crops for int8 calibration (a gathered folder with index.csv, or real/ and spoof/ "
                    "image folders; default: the run's own training groups)")
+    p.add_argument("--data-root", type=Path, metavar="DIR",
+                   help="folder that the runs' config.json data paths are relative to (e.g. the folder holding "
+                   "the gathered sets)")
     p.add_argument("--calibration-size", type=int, default=300, help="crops used for calibration (default: 300)")
     p.add_argument("--heldout-size", type=int, default=1000, help="max held-out crops to verify on (default: 1000)")
     p.add_argument("--verify", action="store_true",
@@ -73,6 +76,7 @@ def options_from(args: argparse.Namespace) -> ExportOptions:
         formats=args.formats,
         precisions=args.precision,
         calibration=args.calibration,
+        data_root=args.data_root,
         calibration_size=args.calibration_size,
         heldout_size=args.heldout_size,
         threads=args.threads,

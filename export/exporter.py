@@ -23,7 +23,7 @@ from ..runtime.landmarks import LANDMARK_MODEL_FILES
 from ..runtime.manifest import DetectorEntry, Manifest, ModelEntry, TensorSpec, sha256_of
 from ..runtime.preprocessing import Preprocessing
 from .calibration import CropSet, load_crops, pick, representative_inputs, samples_in_dir, samples_of_run
-from .options import ExportError, ExportOptions, model_file
+from .options import ExportError, ExportOptions, model_file, onnx_quant_for
 from .to_onnx import keras_to_onnx, quantize_onnx, tflite_to_onnx
 from .to_tflite import TFLITE_INT8_SETTINGS, keras_to_tflite
 from .tools import first_line, tool_versions
@@ -103,7 +103,8 @@ def calibration_crops(run: Run, options: ExportOptions) -> CropSet:
     if options.calibration is not None:
         samples, origin = samples_in_dir(options.calibration), str(options.calibration)
     else:
-        samples, origin = samples_of_run(run.config, "train"), f"{run.config['data']['path']} (train groups)"
+        samples = samples_of_run(run.config, "train", options.data_root)
+        origin = f"{run.config['data']['path']} (train groups)"
     return load_crops(pick(samples, options.calibration_size, options.seed), origin)
 
 
@@ -111,7 +112,8 @@ def heldout_crops(run: Run, options: ExportOptions) -> CropSet:
     """The run's held-out test groups; without them (data not on this machine) the --calibration crops,
     labelled as such in the report because they are not held out."""
     try:
-        samples, origin = samples_of_run(run.config, "test"), f"{run.config['data']['path']} (test groups)"
+        samples = samples_of_run(run.config, "test", options.data_root)
+        origin = f"{run.config['data']['path']} (test groups)"
     except LivenessEdgeError:
         if options.calibration is None:
             raise
@@ -130,11 +132,13 @@ def tensor_spec(info: TensorInfo, raw_bytes: bool = False) -> TensorSpec:
 def _settings(run: Run, fmt: str, precision: str, options: ExportOptions, tuning: Choice | None) -> dict:
     """How a file was made (ModelEntry.extra), with the settings the tuning chose."""
     extra: dict = {"source": "model.keras", "source_sha256": sha256_of(run.keras_path)}
+    if "band" in run.config:  # hysteresis band chosen with the threshold (pooled out-of-source predictions)
+        extra["band"] = run.config["band"]
     if fmt == "onnx":
         extra["converter"] = "tf2onnx.convert.from_keras"
         extra["opset"] = options.opset
         if precision == "int8":
-            quant = options.onnx_quant
+            quant = onnx_quant_for(run.name, options.onnx_quant)
             if tuning is not None:
                 quant = replace(quant, float_convs=int(tuning.setting.split("=")[1]))
             extra["quantization"] = {"tool": "onnxruntime.quantization.quantize_static (MinMax, after "
@@ -180,10 +184,11 @@ def convert_run(run: Run, staging: Path, options: ExportOptions, calibration: Cr
                     if not fp32.exists():
                         keras_to_onnx(run.model, fp32, options.opset)
                     if options.tune_onnx:
-                        choices[(fmt, precision)] = tune_onnx(fp32, path, inputs, *tuned, options.onnx_quant,
+                        quant = onnx_quant_for(run.name, options.onnx_quant)
+                        choices[(fmt, precision)] = tune_onnx(fp32, path, inputs, *tuned, quant,
                                                               options.max_int8_drift)
                     else:
-                        quantize_onnx(fp32, path, inputs, options.onnx_quant)
+                        quantize_onnx(fp32, path, inputs, onnx_quant_for(run.name, options.onnx_quant))
             except LivenessEdgeError:
                 raise
             except Exception as e:

@@ -53,4 +53,7 @@ class LivenessModel:
         if probs.size == 1:
             p = float(probs[0])
             return p if self.real_index == 1 else 1.0 - p
+        if probs.min() < 0.0 or abs(float(probs.sum()) - 1.0) > 1e-3:  # logits (e.g. Silent-Face's 3): softmax
+            e = np.exp(probs - probs.max())
+            probs = e / e.sum()
         return float(probs[self.real_index])

@@ -20,7 +20,6 @@ import numpy as np
 
 from .backends import open_model
 from .challenge import ActiveChallenge, ChallengeOptions
-from .crop import context_crop
 from .detector import DetectorOptions, FaceDetector
 from .liveness import LivenessModel
 from .landmarks import LandmarkModel, landmarks_from_manifest
@@ -65,7 +64,7 @@ class PipelineOptions:
     """
 
     running_mode: RunningMode = RunningMode.IMAGE
-    model: str = "livenessnet"
+    model: str = "minifasnet"  # best leave-one-source-out ACER (README, Models)
     backend: str = AUTO
     precision: Precision = Precision.INT8
     threads: int = 1
@@ -165,6 +164,9 @@ class LivenessPipeline:
         det_options = DetectorOptions(variant=options.detector, min_score=options.min_detector_score)
         detector = FaceDetector(open_model(r.detector_path, options.threads, r.detector_bytes), det_options)
         e = r.model
+        band = e.extra.get("band")  # chosen with the threshold on out-of-source predictions (export records it)
+        if band and options.smoothing.real_above is None and options.smoothing.spoof_below is None:
+            options = replace(options, smoothing=replace(options.smoothing, spoof_below=band[0], real_above=band[1]))
         model = LivenessModel(open_model(r.model_path, options.threads, r.model_bytes), e.preprocessing, e.labels, e.threshold)
         description = (
             f"{e.name} {e.precision} on {e.format} ({r.model_path.name}{'' if r.verified else ', UNVERIFIED'}), "
@@ -252,7 +254,7 @@ class LivenessPipeline:
         pre = self.preprocessing
         for track in tracks:
             a = perf_counter()
-            crop = context_crop(frame_bgr, track.box, pre.context, pre.size)
+            crop = pre.cut(frame_bgr, track.box)
             problem = self.quality.problem(frame_bgr, track.box)
             b = perf_counter()
             p_real = self.model.predict(crop.image)

@@ -7,12 +7,17 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from .crop import CROP_MODES, context_crop
+from .types import Crop
+
 
 @dataclass(frozen=True)
 class Preprocessing:
     """``x = pixel * input_scale + input_offset`` on a ``size`` x ``size`` crop in ``color_order``.
 
-    ``context`` is the crop side as a multiple of the face box's longer side (see ``crop.context_crop``).
+    ``context`` is the crop side as a multiple of the face box (see ``crop.context_crop``); ``crop`` is the
+    crop mode (``pad`` or ``shift``). Gathering, training, export calibration, the runtime and the bench all
+    cut faces with ``Preprocessing.crop``, so a model always sees crops made the way it was trained on.
     The shipped models take raw 0-255 pixels (scale 1, offset 0) and normalise inside the graph, so an
     int8 model can take the camera's bytes as they are.
     """
@@ -22,12 +27,15 @@ class Preprocessing:
     color_order: str = "RGB"
     input_scale: float = 1.0
     input_offset: float = 0.0
+    crop: str = "pad"
 
     def __post_init__(self) -> None:
         if self.color_order not in ("RGB", "BGR"):
             raise ValueError(f"color_order must be RGB or BGR, not {self.color_order!r}")
         if self.size < 8 or self.context <= 0:
             raise ValueError(f"bad preprocessing size={self.size} context={self.context}")
+        if self.crop not in CROP_MODES:
+            raise ValueError(f"crop must be one of {', '.join(CROP_MODES)}, not {self.crop!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,7 +48,12 @@ class Preprocessing:
             color_order=str(d.get("color_order", "RGB")),
             input_scale=float(d.get("input_scale", 1.0)),
             input_offset=float(d.get("input_offset", 0.0)),
+            crop=str(d.get("crop", "pad")),
         )
+
+    def cut(self, frame_bgr: np.ndarray, box: tuple[float, float, float, float], size: int | None = None) -> Crop:
+        """The face's context crop in this preprocessing's mode, at ``size`` (default: the model size)."""
+        return context_crop(frame_bgr, box, self.context, size or self.size, self.crop)
 
     def pixels(self, crop_bgr: np.ndarray) -> np.ndarray:
         """uint8 HWC pixels at model size and colour order (resized only if the crop is not at size yet)."""

@@ -8,6 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("LIVENESS_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_PRETRAINED = Path(os.environ.get("LIVENESS_SHARED_PRETRAINED", REPO.parent / "shared" / "pretrained"))
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +17,14 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip(f"needs the public face data at {SHARED_DATA} (absent on this machine)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_pretrained() -> Path:
+    """``../shared/pretrained`` beside the checkout (the MiniFASNet Keras ports); skip when it is absent."""
+    if not (SHARED_PRETRAINED / "minifasnet" / "minifasnetv2_80x80.keras").is_file():
+        pytest.skip(f"needs the pretrained MiniFASNet weights at {SHARED_PRETRAINED} (absent on this machine)")
+    return SHARED_PRETRAINED
 
 
 @pytest.fixture

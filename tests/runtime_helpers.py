@@ -90,7 +90,7 @@ def build_tiny_manifest(root: Path) -> Path:
             TensorSpec([1, TINY_SIZE, TINY_SIZE, 3], "float32"), TensorSpec([1, 2], "float32"), pre,
             ["spoof", "real"], 0.5,
         )
-        for name in ("livenessnet", "mobilenetv3")
+        for name in ("livenessnet", "mobilenetv3", "minifasnet")
         for precision in ("fp32", "int8")
     ]
     detectors = [

@@ -105,7 +105,8 @@ def test_demo_runs_on_the_shipped_samples(runtime_manifest):
     proc = liveness_edge("--demo", "--manifest", str(runtime_manifest))
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if "[sample of a" in ln]
-    assert len(lines) == 8  # 4 images x 2 models, results on stdout
+    models = {m.name for m in Manifest.load(runtime_manifest).models}
+    assert len(lines) == 4 * len(models)  # 4 images x every shipped model, results on stdout
     assert all("no face found" not in ln for ln in lines)
     assert "NOTICE.md" in proc.stderr
     assert "INFO: Created TensorFlow Lite" not in proc.stderr  # LiteRT's native chatter is hidden
@@ -116,7 +117,7 @@ def test_model_path_outside_the_manifest_needs_a_digest_or_a_loud_opt_in(runtime
     own = tmp_path / "retrained.onnx"
     write_tiny_onnx(own, size, gain=0.03)
     image = str(cli.SAMPLES_DIR / "real" / "image_T1.jpg")
-    base = ("--image", image, "--manifest", str(runtime_manifest), "--model-path", str(own))
+    base = ("--image", image, "--manifest", str(runtime_manifest), "--model", "livenessnet", "--model-path", str(own))
     one_error_line(liveness_edge(*base), 2, "--sha256, or --allow-unverified")
     proc = liveness_edge(*base, "--allow-unverified", "--quiet")
     assert proc.returncode == 0, proc.stderr

@@ -153,14 +153,14 @@ def test_face_cut_by_the_frame_edge_is_uncertain(shared_data):
 
 def test_from_manifest_loads_and_describes(runtime_manifest):
     pipeline = LivenessPipeline.from_manifest(runtime_manifest, PipelineOptions(threads=2))
-    assert "livenessnet int8" in pipeline.description and "2 threads" in pipeline.description
+    assert f"{PipelineOptions().model} int8" in pipeline.description and "2 threads" in pipeline.description
     assert pipeline.band[0] < pipeline.threshold < pipeline.band[1]
     assert pipeline.process(np.zeros((240, 320, 3), np.uint8)).faces == []
 
 
 def test_corrupted_model_file_is_refused(runtime_manifest, tmp_path):
     manifest = copy_manifest(runtime_manifest, tmp_path)
-    entry = Manifest.load(manifest).model("livenessnet", "onnx", "fp32")
+    entry = Manifest.load(manifest).model(PipelineOptions().model, "onnx", "fp32")
     target = tmp_path / entry.file
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -172,7 +172,7 @@ def test_corrupted_model_file_is_refused(runtime_manifest, tmp_path):
 
 def test_missing_model_and_unknown_entries(runtime_manifest, tmp_path):
     manifest = copy_manifest(runtime_manifest, tmp_path)
-    (tmp_path / Manifest.load(manifest).model("livenessnet", "onnx", "fp32").file).unlink()
+    (tmp_path / Manifest.load(manifest).model(PipelineOptions().model, "onnx", "fp32").file).unlink()
     with pytest.raises(ModelError, match="model file missing"):
         LivenessPipeline.from_manifest(manifest, PipelineOptions(backend="onnx", precision="fp32"))
     data = json.loads(manifest.read_text())
@@ -184,7 +184,7 @@ def test_missing_model_and_unknown_entries(runtime_manifest, tmp_path):
 
 def test_explicit_model_path_trusted_by_digest_or_run_with_a_warning(runtime_manifest, tmp_path, caplog):
     src = Manifest.load(runtime_manifest)
-    entry = src.model("livenessnet", "onnx", "fp32")
+    entry = src.model(PipelineOptions().model, "onnx", "fp32")
     renamed = tmp_path / "renamed.onnx"
     renamed.write_bytes(src.path_of(entry).read_bytes())
     with caplog.at_level(logging.WARNING, logger="liveness_edge"):

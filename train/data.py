@@ -1,8 +1,8 @@
 """Face gathering (videos, images, already-cropped sets -> context crops + index.csv) and honest group splits.
 
-Training crops are made with the runtime's own detector and ``context_crop`` so that training and the device
-see the same pixels. Every crop carries a ``group`` (subject, client, session, video or whole set) so that
-splits never put near-duplicate frames of one group on two sides.
+Training crops are made with the runtime's own detector and ``Preprocessing.cut`` (the one crop function, in
+the mode asked for) so that training and the device see the same pixels. Every crop carries a ``group``
+(subject, client, session, video or whole set) so that splits never put near-duplicate frames of one group on two sides.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..runtime.crop import context_crop
+from ..runtime.crop import CROP_MODES
 from ..runtime.detector import DetectorOptions, FaceDetector
 from ..runtime.errors import SourceError, SplitLeak, UsageError
 from ..runtime.labels import (  # noqa: F401  (re-exported: the one folder/suffix vocabulary)
@@ -31,11 +31,12 @@ from ..runtime.labels import (  # noqa: F401  (re-exported: the one folder/suffi
     VIDEO_SUFFIXES,
     label_from_parts,
 )
+from ..runtime.preprocessing import Preprocessing
 from ..runtime.types import Face
 
 INDEX_COLUMNS = (
     "file", "label", "attack", "source", "group", "source_file", "frame",
-    "x1", "y1", "x2", "y2", "detector_score", "context", "crop_size",
+    "x1", "y1", "x2", "y2", "detector_score", "context", "crop_size", "crop_mode",
 )
 EPOCH_RE = re.compile(r"(?<!\d)(1[0-9]{9})\d*(?!\d)")  # 2001..2033 in seconds, extra sub-second digits allowed
 CAMERA_PREFIX = r"(?:IMG|DSC|DSCN|DSCF|PXL|VID|MVI|MOV)_"  # camera-roll names only, not e.g. frame_00042
@@ -146,6 +147,7 @@ class GatherOptions:
     label: str | None = None
     context: float = 2.7
     crop_size: int = 128
+    crop_mode: str = "pad"
     skip: int = 10
     confidence: float = 0.5
     detector: str = "short"
@@ -340,6 +342,8 @@ def _check(root: Path, out: Path, options: GatherOptions) -> None:
         raise GatherError(f"--label must be real or spoof, not {options.label!r}")
     if options.context <= 0 or options.crop_size < 8 or options.skip < 0 or not 0 < options.confidence < 1:
         raise GatherError("need context > 0, crop size >= 8, skip >= 0 and 0 < confidence < 1")
+    if options.crop_mode not in CROP_MODES:
+        raise GatherError(f"--crop-mode must be one of {', '.join(CROP_MODES)}, not {options.crop_mode!r}")
     if (out / "index.csv").is_file() and not options.append:
         raise GatherError(f"{out / 'index.csv'} exists; pass --append to add to it")
 
@@ -368,7 +372,7 @@ def _gather_one(
         counts.no_face += 1
         _example(counts.no_face_examples, where)
         return None
-    crop = context_crop(frame, box, options.context, options.crop_size)
+    crop = Preprocessing(options.crop_size, options.context, crop=options.crop_mode).cut(frame, box)
     name = f"{item.label}/{output_name(source, item.rel, frame_no)}"
     if not cv2.imwrite(str(out / name), crop.image, [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]):
         raise SourceError(f"cannot write {out / name}")
@@ -378,6 +382,7 @@ def _gather_one(
         "source_file": item.rel, "frame": frame_no,
         "x1": f"{box[0]:.1f}", "y1": f"{box[1]:.1f}", "x2": f"{box[2]:.1f}", "y2": f"{box[3]:.1f}",
         "detector_score": f"{score:.4f}", "context": options.context, "crop_size": options.crop_size,
+        "crop_mode": options.crop_mode,
     }
 
 
@@ -511,6 +516,12 @@ def assert_disjoint(split: Split) -> None:
     for side in SIDES:
         if not {s.group for s in getattr(split, side)} <= set(split.groups[side]):
             raise SplitLeak(f"a {side} sample lies outside its group's side")
+
+
+def holdout_unit(source: str, pooled: Sequence[str] = ("selfrec",)) -> str:
+    """The LOSO unit of a source, as ``loso --holdouts 'selfrec_*'`` names its fold: ``selfrec_x`` belongs to the
+    pooled unit ``selfrec`` (one-person sets are too small to be held out one by one), others are their own."""
+    return next((unit for unit in pooled if source.startswith(unit + "_")), source)
 
 
 def leave_source_out(

@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="source name for index.csv and group ids (default: the input folder name)")
     p.add_argument("--label", choices=("real", "spoof"), help="label for every input (default: from folder names)")
     p.add_argument("--context", type=float, default=defaults.context, help="crop side / face box side")
+    p.add_argument("--crop-mode", choices=("pad", "shift"), default=defaults.crop_mode,
+                   help="pad: square, black outside the frame; shift: Silent-Face's crop, shifted inside the frame")
     p.add_argument("--crop-size", type=int, default=defaults.crop_size, help="output crop side in pixels")
     p.add_argument("--skip", type=int, default=defaults.skip, help="video frames skipped between two samples")
     p.add_argument("--confidence", type=float, default=defaults.confidence, help="minimum detector score")
@@ -37,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = GatherOptions(
-        source=args.source, label=args.label, context=args.context, crop_size=args.crop_size, skip=args.skip,
+        source=args.source, label=args.label, context=args.context, crop_size=args.crop_size,
+        crop_mode=args.crop_mode, skip=args.skip,
         confidence=args.confidence, detector=args.detector, assume_cropped=args.assume_cropped, append=args.append,
     )
     def body() -> int:

@@ -192,3 +192,62 @@ def pad_metrics(
         n_real=n_real,
         n_spoof=n_spoof,
     )
+
+
+@dataclass(frozen=True)
+class TransferThreshold:
+    """A threshold (and hysteresis band) chosen on out-of-source predictions, every unit weighted equally.
+
+    ``eer`` is the unit-averaged APCER (= BPCER) at ``threshold``. The band's ``real_above`` edge is the
+    lowest score whose unit-averaged APCER is at most half of ``eer``, its ``spoof_below`` edge the highest
+    score whose unit-averaged BPCER is at most half of ``eer``: a decision outside the band makes at most half
+    the errors of that kind that one at the threshold makes.
+    """
+
+    threshold: float
+    spoof_below: float
+    real_above: float
+    eer: float
+    units: list[str]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "threshold": self.threshold, "band": [self.spoof_below, self.real_above], "unit_mean_eer": self.eer,
+            "units": self.units,
+            "rule": "unit-averaged APCER = BPCER on pooled out-of-source predictions; band edges where the "
+                    "unit-averaged BPCER (low) / APCER (high) fall to half of that EER",
+        }
+
+
+def _unit_curves(
+    y: np.ndarray, p: np.ndarray, units: np.ndarray, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    names = sorted({str(u) for u in units})
+    apcers = [_accept_rate(p[(units == u) & (y == 0)], t) for u in names]
+    bpcers = [1.0 - _accept_rate(p[(units == u) & (y == 1)], t) for u in names]
+    with np.errstate(all="ignore"):
+        apcer, bpcer = np.nanmean(np.array(apcers), axis=0), np.nanmean(np.array(bpcers), axis=0)
+    return apcer, bpcer, names
+
+
+def transfer_threshold(
+    y_true: Sequence[int], p_real: Sequence[float], units: Sequence[str]
+) -> TransferThreshold:
+    """Threshold and band from pooled out-of-source predictions (each from a model that never saw that
+    unit), every unit (held-out source) weighted equally so a big source does not set the threshold alone."""
+    y, p = _check(y_true, p_real)
+    u = np.asarray(units, dtype=object).reshape(-1)
+    if u.shape != y.shape or not (y == 0).any() or not (y == 1).any():
+        raise ValueError("need one unit per sample and both classes")
+    t = _thresholds(p)
+    apcer, bpcer, names = _unit_curves(y, p, u, t)
+    d = apcer - bpcer
+    j = int(np.argmax(d <= 0))
+    i = max(j - 1, 0)
+    best = i if abs(d[i]) < abs(d[j]) else j
+    rate = float((apcer[best] + bpcer[best]) / 2.0)
+    high = float(t[int(np.argmax(apcer <= rate / 2.0))])
+    ok_low = np.nonzero(bpcer <= rate / 2.0)[0]
+    low = float(t[ok_low[-1]]) if ok_low.size else float(t[0])
+    threshold = float(t[best])
+    return TransferThreshold(threshold, min(low, threshold), max(high, threshold), rate, names)

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -167,34 +167,42 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def compare(run_a: str | Path, run_b: str | Path, out: str | Path, timing_runs: int = 100) -> str:
-    """Side-by-side test metrics, size and Keras latency of two run dirs -> ``out``.md (returned) and ``out``.png."""
-    a, b = summarize_run(Path(run_a), timing_runs), summarize_run(Path(run_b), timing_runs)
-    same_test = a.config.get("split", {}).get("test") == b.config.get("split", {}).get("test")
-    ta, tb = a.metrics.get("test") or {}, b.metrics.get("test") or {}
+def compare(runs: Sequence[str | Path], out: str | Path, timing_runs: int = 100) -> str:
+    """Side-by-side test metrics, size and Keras latency of two or more run dirs -> ``out``.md (returned) and
+    ``out``.png. Per-source rows cover every source any run reports (for a zero-shot run dir: each unit)."""
+    if len(runs) < 2:
+        raise ValueError("compare needs at least two run dirs")
+    rs = [summarize_run(Path(r), timing_runs) for r in runs]
+
+    def row(label: str, values: list[object]) -> str:
+        return f"| {label} | " + " | ".join(str(v) for v in values) + " |"
+
     lines = [
-        f"| | {a.name} | {b.name} |",
-        "|---|---:|---:|",
-        f"| input | {a.config['input_shape'][0]} px | {b.config['input_shape'][0]} px |",
-        f"| context | {a.config['preprocessing']['context']} | {b.config['preprocessing']['context']} |",
-        f"| parameters | {a.params:,} | {b.params:,} |",
-        f"| .keras size (KB) | {a.keras_bytes / 1024:.0f} | {b.keras_bytes / 1024:.0f} |",
-        f"| Keras ms/face (model(x), batch 1) | {a.ms_per_face:.2f} | {b.ms_per_face:.2f} |",
-        f"| training s | {a.config.get('training', {}).get('seconds')} | {b.config.get('training', {}).get('seconds')} |",
+        "| | " + " | ".join(r.name for r in rs) + " |",
+        "|---|" + "---:|" * len(rs),
+        row("input", [f"{r.config['input_shape'][0]} px" for r in rs]),
+        row("context / crop", [f"{p['context']} / {p.get('crop', 'pad')}"
+                               for p in (r.config["preprocessing"] for r in rs)]),
+        row("parameters", [f"{r.params:,}" for r in rs]),
+        row(".keras size (KB)", [f"{r.keras_bytes / 1024:.0f}" for r in rs]),
+        row("Keras ms/face (model(x), batch 1)", [f"{r.ms_per_face:.2f}" for r in rs]),
+        row("training s", [r.config.get("training", {}).get("seconds") for r in rs]),
+        row("threshold", [_fmt(float(r.metrics.get("threshold", np.nan))) for r in rs]),
     ]
-    lines += [f"| test {k} | {_fmt(ta.get(k))} | {_fmt(tb.get(k))} |" for k in COMPARED_METRICS if k in ta or k in tb]
-    sources = sorted(set(a.metrics.get("test_per_source", {})) | set(b.metrics.get("test_per_source", {})))
+    tests = [r.metrics.get("test") or {} for r in rs]
+    lines += [row(f"test {k}", [_fmt(t.get(k)) for t in tests]) for k in COMPARED_METRICS if any(k in t for t in tests)]
+    sources = sorted(set().union(*(r.metrics.get("test_per_source", {}) for r in rs)))
     for key in ("acer", "auc"):
-        for s in sources:
-            va = a.metrics.get("test_per_source", {}).get(s, {}).get(key)
-            vb = b.metrics.get("test_per_source", {}).get(s, {}).get(key)
-            lines.append(f"| {s} {key} | {_fmt(va)} | {_fmt(vb)} |")
-    note = "Both runs used the same test groups." if same_test else "WARNING: the runs used different test groups."
-    text = "\n".join(lines) + f"\n\n{note} Metrics at each model's validation-chosen threshold.\n"
+        for src in sources:
+            lines.append(row(f"{src} {key}", [_fmt(r.metrics.get("test_per_source", {}).get(src, {}).get(key))
+                                              for r in rs]))
+    same_test = all(r.config.get("split", {}).get("test") == rs[0].config.get("split", {}).get("test") for r in rs)
+    note = "All runs used the same test groups." if same_test else "WARNING: the runs used different test groups."
+    text = "\n".join(lines) + f"\n\n{note} Metrics at each model's own shipped threshold.\n"
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(text)
-    _plot_compare(a, b, out.with_suffix(".png"))
+    _plot_compare(rs, out.with_suffix(".png"))
     return text
 
 
@@ -208,13 +216,13 @@ def _bars(ax, names: list[str], series: dict[str, list[float]], title: str) -> N
     ax.legend()
 
 
-def _plot_compare(a: RunSummary, b: RunSummary, path: Path) -> None:
+def _plot_compare(rs: Sequence[RunSummary], path: Path) -> None:
     plt = _pyplot()
     keys = ["accuracy", "apcer", "bpcer", "acer", "auc", "eer"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 1]})
-    _bars(left, keys, {r.name: [float((r.metrics.get("test") or {}).get(k, np.nan)) for k in keys] for r in (a, b)},
+    _bars(left, keys, {r.name: [float((r.metrics.get("test") or {}).get(k, np.nan)) for k in keys] for r in rs},
           "test metrics")
-    _bars(right, ["ms/face"], {r.name: [r.ms_per_face] for r in (a, b)}, "Keras latency")
+    _bars(right, ["ms/face"], {r.name: [r.ms_per_face] for r in rs}, "Keras latency")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -234,6 +242,18 @@ def loso_markdown(result: "LosoResult") -> str:
             f"| {r['source']} | {r['n_real']} | {r['n_spoof']} | {_fmt(r['acer'])} | {_fmt(r['apcer'])} |"
             f" {_fmt(r['bpcer'])} | {_fmt(r['auc'])} | {_fmt(r['eer'])} | {_fmt(r['accuracy'])} |"
         )
+    if len(result.runs) > 1:
+        t = result.transfer()
+        lines += [
+            "",
+            f"At the threshold transferred from the pooled held-out predictions: {t.threshold:.3f}, hysteresis band"
+            f" [{t.spoof_below:.3f}, {t.real_above:.3f}] (units {', '.join(t.units)} weighted equally)",
+            "",
+            "| held-out source | APCER (worst type) | BPCER | ACER |",
+            "|---|---:|---:|---:|",
+        ]
+        for unit, m in result.at_threshold(t.threshold).items():
+            lines.append(f"| {unit} | {_fmt(m.apcer)} | {_fmt(m.bpcer)} | {_fmt(m.acer)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -247,8 +267,12 @@ def write_loso_summary(result: "LosoResult", prefix: str | Path) -> str:
     payload = {
         "model": result.model, "context": result.context,
         "rows": [{k: None if isinstance(v, float) and np.isnan(v) else v for k, v in r.items()} for r in rows],
-        "runs": {s: str(r.out_dir) for s, r in result.runs.items()},
+        "runs": {s: r.out_dir.name for s, r in result.runs.items()},  # beside this summary; no machine paths
     }
+    if len(result.runs) > 1:
+        t = result.transfer()
+        payload["transfer"] = t.to_dict()
+        payload["at_transfer_threshold"] = {u: m.to_dict() for u, m in result.at_threshold(t.threshold).items()}
     prefix.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
     plt = _pyplot()
     names = [r["source"] for r in rows]

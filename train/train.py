@@ -22,11 +22,13 @@ from ..runtime.errors import SourceError
 from ..runtime.preprocessing import Preprocessing
 from .augment import AugmentOptions
 from .distill import TeacherTargets
-from .data import Sample, Split, group_split, leave_source_out, load_index, read_index_rows
-from .metrics import PadMetrics, eer, pad_metrics
+from .data import Sample, Split, group_split, holdout_unit, leave_source_out, load_index, read_index_rows
+from .metrics import PadMetrics, TransferThreshold, eer, pad_metrics, transfer_threshold
 from .models import DEFAULT_SIZES, LABELS, MODEL_NAMES, build_model, numpy2_deprecations_hushed
 
-ImageCache = dict[tuple[Path, int], np.ndarray]
+REPORTED_SEPARATELY = ("gc535_fas",)  # its real class is the worse camera: a confound, not a capture setup
+ImageCache = dict[tuple[Path, int, str], np.ndarray]
+BALANCE = ("class", "source")
 
 
 @dataclass
@@ -45,7 +47,13 @@ class TrainOptions:
     augment: bool = True
     augment_options: AugmentOptions = field(default_factory=AugmentOptions)
     sources: list[str] | None = None
+    exclude_sources: list[str] | None = None
     verbose: int = 2
+    init: str | None = None
+    head: int = 3
+    freeze: str | None = None
+    average: float = 1.0
+    balance: str = "class"
     teacher: list[str] | None = None
     distill_alpha: float = 0.5
     distill_temperature: float = 1.0
@@ -58,6 +66,10 @@ class TrainOptions:
             self.size = DEFAULT_SIZES[self.model]
         if self.size < 16 or self.epochs < 1 or self.batch < 1 or self.lr <= 0 or self.patience < 1:
             raise ValueError("need size >= 16, epochs >= 1, batch >= 1, lr > 0 and patience >= 1")
+        if not 0.0 < self.average <= 1.0 or self.balance not in BALANCE:
+            raise ValueError(f"need 0 < average <= 1 and balance in {BALANCE}")
+        if self.freeze is not None and self.model != "minifasnet":
+            raise ValueError("--freeze applies to minifasnet only")
         if not 0.0 <= self.distill_alpha <= 1.0 or self.distill_temperature <= 0:
             raise ValueError("need 0 <= distill alpha <= 1 and distill temperature > 0")
 
@@ -77,28 +89,47 @@ class RunResult:
     epochs_run: int
     train_seconds: float
     params: int
+    test_samples: list[Sample] = field(default_factory=list, repr=False)
+    p_test: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
 
 def read_context(data_root: Path) -> float:
     """The crop context the gathered folder was made with (one value per folder, else the runs would mix)."""
+    return float(_one_value(data_root, "context", None))
+
+
+def read_crop_mode(data_root: Path) -> str:
+    """The crop mode the gathered folder was made with (``pad`` for folders from before crop modes existed)."""
+    return _one_value(data_root, "crop_mode", "pad")
+
+
+def _one_value(data_root: Path, column: str, missing: str | None) -> str:
     rows = read_index_rows(data_root)
     if not rows:
         raise SourceError(f"no gathered samples in {data_root} (missing or empty index.csv)")
-    contexts = {float(r["context"]) for r in rows if r.get("context")}
-    if len(contexts) != 1:
-        raise SourceError(f"{data_root}/index.csv must have exactly one context value, found {sorted(contexts)}")
-    return contexts.pop()
+    values = {r.get(column) or missing for r in rows} - {None}
+    if len(values) != 1:
+        raise SourceError(f"{data_root}/index.csv must have exactly one {column} value, found {sorted(values)}")
+    return values.pop()
 
 
-def load_samples(data_root: Path, sources: Sequence[str] | None = None) -> list[Sample]:
-    """Samples of the gathered folder, optionally only the named sources."""
+def read_preprocessing(data_root: Path, size: int, color_order: str = "RGB") -> Preprocessing:
+    """How crops of this gathered folder become model inputs: its context and crop mode, at ``size``."""
+    return Preprocessing(size=size, context=read_context(data_root), color_order=color_order,
+                         crop=read_crop_mode(data_root))
+
+
+def load_samples(
+    data_root: Path, sources: Sequence[str] | None = None, exclude: Sequence[str] | None = None
+) -> list[Sample]:
+    """Samples of the gathered folder, optionally only the named sources and without the excluded ones."""
     samples = load_index(data_root)
+    unknown = (set(sources or ()) | set(exclude or ())) - {s.source for s in samples}
+    if unknown:
+        raise SourceError(f"sources not in {data_root}: {', '.join(sorted(unknown))}")
     if sources:
-        unknown = set(sources) - {s.source for s in samples}
-        if unknown:
-            raise SourceError(f"sources not in {data_root}: {', '.join(sorted(unknown))}")
         samples = [s for s in samples if s.source in set(sources)]
-    return samples
+    return [s for s in samples if s.source not in set(exclude or ())]
 
 
 def load_images(samples: Sequence[Sample], preprocessing: Preprocessing, cache: ImageCache | None = None) -> np.ndarray:
@@ -108,7 +139,7 @@ def load_images(samples: Sequence[Sample], preprocessing: Preprocessing, cache: 
     cache = {} if cache is None else cache
     out = np.empty((len(samples), preprocessing.size, preprocessing.size, 3), np.float32)
     for i, s in enumerate(tqdm(samples, desc="load crops", unit="img", leave=False, mininterval=2)):
-        key = (s.path, preprocessing.size)
+        key = (s.path, preprocessing.size, preprocessing.color_order)
         if key not in cache:
             image = cv2.imread(str(s.path), cv2.IMREAD_COLOR)
             if image is None:
@@ -130,13 +161,30 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
     return {c: float(len(y) / (len(LABELS) * n)) for c, n in enumerate(counts)}
 
 
-def _datasets(x_train, y_train, x_val, y_val, options: TrainOptions, w_train=None):
+def _datasets(
+    x_train, y_train, x_val, y_val, options: TrainOptions, w_train=None, train_sources: Sequence[str] | None = None
+):
+    """Shuffled, augmented training batches and validation batches. ``balance="source"``: every batch draws
+    from the training sources with equal probability (each source an endless shuffled stream), so a big
+    source does not dominate; an epoch is then ``len(y_train) / batch`` steps."""
     import tensorflow as tf
 
     from .augment import augment_dataset
 
-    train = tf.data.Dataset.from_tensor_slices((x_train, y_train) if w_train is None else (x_train, y_train, w_train))
-    train = train.shuffle(len(y_train), seed=options.seed, reshuffle_each_iteration=True)
+    def slices(idx=slice(None)):
+        return (x_train[idx], y_train[idx]) if w_train is None else (x_train[idx], y_train[idx], w_train[idx])
+
+    if options.balance == "source" and train_sources is not None:
+        names = np.asarray(train_sources)
+        streams = []
+        for i, source in enumerate(sorted(set(names.tolist()))):
+            idx = np.nonzero(names == source)[0]
+            stream = tf.data.Dataset.from_tensor_slices(slices(idx))
+            streams.append(stream.shuffle(len(idx), seed=options.seed + i, reshuffle_each_iteration=True).repeat())
+        train = tf.data.Dataset.sample_from_datasets(streams, seed=options.seed)
+    else:
+        train = tf.data.Dataset.from_tensor_slices(slices())
+        train = train.shuffle(len(y_train), seed=options.seed, reshuffle_each_iteration=True)
     if options.augment:
         train = augment_dataset(train, options.augment_options, options.seed)
     train = train.batch(options.batch).prefetch(tf.data.AUTOTUNE)
@@ -144,13 +192,37 @@ def _datasets(x_train, y_train, x_val, y_val, options: TrainOptions, w_train=Non
     return train, val
 
 
-def fit_model(x_train, y_train, x_val, y_val, options: TrainOptions, soft: tuple[np.ndarray, np.ndarray] | None = None):
+def new_model(options: TrainOptions):
+    """The model to train: built, weights from ``options.init`` by layer name, early stages frozen."""
+    from .models import freeze_through, load_init_weights
+
+    model = build_model(options.model, options.size, options.head)
+    if options.init:
+        load_init_weights(model, options.init)
+    if options.freeze:
+        freeze_through(model, options.freeze)
+    return model
+
+
+def average_weights(model, start: list[np.ndarray], a: float) -> None:
+    """Weight-space averaging ``(1 - a) * start + a * trained`` (BatchNorm statistics included): keeps more
+    of the pretrained network's robustness at no inference cost."""
+    if a < 1.0:
+        model.set_weights([(1.0 - a) * w0 + a * w1 for w0, w1 in zip(start, model.get_weights())])
+
+
+def fit_model(
+    x_train, y_train, x_val, y_val, options: TrainOptions, soft: tuple[np.ndarray, np.ndarray] | None = None,
+    train_sources: Sequence[str] | None = None,
+):
     """Train with class weights and early stopping on validation loss; returns (best model, history dict).
     ``soft`` = teacher P(real) for train and val: the loss then mixes labels and teacher (see ``distill``)."""
     import keras
 
     keras.utils.set_random_seed(options.seed)
-    model = build_model(options.model, options.size)
+    model = new_model(options)
+    with numpy2_deprecations_hushed():
+        start = model.get_weights()
     weights = class_weights(y_train)
     if soft is None:
         loss, metric, w_train = "sparse_categorical_crossentropy", "accuracy", None
@@ -162,7 +234,8 @@ def fit_model(x_train, y_train, x_val, y_val, options: TrainOptions, soft: tuple
         w_train = np.array([weights[int(c)] for c in y_train], np.float32)  # class_weight needs sparse labels
         y_train, y_val = packed_targets(y_train, soft[0]), packed_targets(y_val, soft[1])
     model.compile(optimizer=keras.optimizers.Adam(options.lr), loss=loss, metrics=[metric])
-    train, val = _datasets(x_train, y_train, x_val, y_val, options, w_train)
+    train, val = _datasets(x_train, y_train, x_val, y_val, options, w_train, train_sources)
+    steps = math.ceil(len(y_train) / options.batch) if options.balance == "source" and train_sources else None
     callbacks = [
         keras.callbacks.EarlyStopping("val_loss", patience=options.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, options.patience // 2), min_lr=1e-5),
@@ -171,7 +244,9 @@ def fit_model(x_train, y_train, x_val, y_val, options: TrainOptions, soft: tuple
         history = model.fit(
             train, validation_data=val, epochs=options.epochs, class_weight=weights if soft is None else None,
             callbacks=callbacks, verbose=options.verbose, shuffle=False,  # tf.data already shuffles, seeded
+            steps_per_epoch=steps,
         )
+        average_weights(model, start, options.average)
     return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
@@ -217,15 +292,15 @@ def check_split(split: Split, sides: Sequence[str]) -> None:
 
 def train_run(
     data_root: str | Path, out_dir: str | Path, options: TrainOptions, split: Split | None = None,
-    cache: ImageCache | None = None, teacher: TeacherTargets | None = None,
+    cache: ImageCache | None = None, teacher: TeacherTargets | None = None, data_base: Path | None = None,
 ) -> RunResult:
     """Train ``options.model`` on ``data_root`` (group split unless ``split`` is given) and write the run dir.
     With ``options.teacher`` the teacher's P(real) comes from ``teacher`` or from OUT/teacher.json."""
     data_root, out_dir = Path(data_root), Path(out_dir)
-    preprocessing = Preprocessing(size=options.size, context=read_context(data_root))
+    preprocessing = read_preprocessing(data_root, options.size)
     sides = ("train", "val") if split is not None else ("train", "val", "test")  # LOSO's test side is a whole source
     if split is None:
-        samples = load_samples(data_root, options.sources)
+        samples = load_samples(data_root, options.sources, options.exclude_sources)
         split = group_split(samples, options.val_fraction, options.test_fraction, options.seed)
     check_split(split, sides)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -244,7 +319,7 @@ def train_run(
     x_train, x_val, x_test = (load_images(side, preprocessing, cache) for side in (split.train, split.val, split.test))
     y_train, y_val = _labels(split.train), _labels(split.val)
     start = time.perf_counter()
-    model, history = fit_model(x_train, y_train, x_val, y_val, options, soft)
+    model, history = fit_model(x_train, y_train, x_val, y_val, options, soft, [s.source for s in split.train])
     train_seconds = time.perf_counter() - start
 
     p_val, p_test = predict_real(model, x_val), predict_real(model, x_test)
@@ -258,9 +333,11 @@ def train_run(
         epochs_run=len(history.get("loss", [])),
         train_seconds=train_seconds,
         params=int(model.count_params()),
+        test_samples=list(split.test),
+        p_test=p_test,
     )
     save_model(model, options, out_dir / "model.keras")
-    _write_run_dir(result, data_root, preprocessing, split, options, history)
+    _write_run_dir(result, data_root, preprocessing, split, options, history, data_base)
     _write_json(out_dir / "predictions.json", predictions(split.test, p_test, data_root))
     _write_plots(out_dir, history, split, p_val, p_test, threshold)
     return result
@@ -268,7 +345,7 @@ def train_run(
 
 def save_model(model, options: TrainOptions, path: Path) -> None:
     """Save the weights in a fresh, uncompiled copy: no optimizer state (3x the size), nothing export needs."""
-    clean = build_model(options.model, options.size)
+    clean = build_model(options.model, options.size, options.head)
     with numpy2_deprecations_hushed():
         clean.set_weights(model.get_weights())
         clean.save(path)
@@ -284,9 +361,19 @@ def _write_json(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj, indent=2, allow_nan=True) + "\n")
 
 
+def data_path_for_config(data_dir: Path, data_base: Path | None) -> str:
+    """``data_dir`` relative to the data root ``data_base`` (default: its parent), so a committed config.json
+    holds no path of this machine."""
+    base = (data_base or data_dir.parent).resolve()
+    try:
+        return data_dir.resolve().relative_to(base).as_posix()
+    except ValueError:
+        raise SourceError(f"{data_dir} is not inside the data root {base}") from None
+
+
 def _write_run_dir(
     result: RunResult, data_root: Path, preprocessing: Preprocessing, split: Split, options: TrainOptions,
-    history: dict[str, list[float]],
+    history: dict[str, list[float]], data_base: Path | None = None,
 ) -> None:
     counts = split.counts()
     config = {
@@ -298,13 +385,14 @@ def _write_run_dir(
         "input_shape": [options.size, options.size, 3],
         "seed": options.seed,
         "data": {
-            "path": str(data_root.resolve()),
+            "path": data_path_for_config(data_root, data_base),
+            "path_relative_to": "the data root given to liveness-train (--data-root) and export-models (--data-root)",
             "sources": sorted({s.source for side in (split.train, split.val, split.test) for s in side}),
             "counts": counts,
         },
         "split": {side: {"groups": split.groups.get(side, []), "n": len(getattr(split, side))}
                   for side in ("train", "val", "test")},
-        "train_options": options.to_dict(),
+        "train_options": {**options.to_dict(), "init": Path(options.init).name if options.init else None},
         "training": {
             "seconds": round(result.train_seconds, 1),
             "epochs_run": result.epochs_run,
@@ -315,6 +403,37 @@ def _write_run_dir(
     _write_json(result.out_dir / "config.json", config)
     _write_json(result.out_dir / "labels.json", LABELS)
     _write_json(result.out_dir / "metrics.json", metrics_dict(result, options.seed))
+
+
+def adopt_transfer_threshold(run_dir: str | Path, loso_json: str | Path) -> float:
+    """Make a run ship the threshold and band chosen on pooled LOSO predictions (``loso_json`` from
+    ``liveness-train loso`` or ``average`` of the same recipe) instead of its in-domain validation EER;
+    metrics.json then reports every held-out source's APCER/BPCER/ACER at that threshold."""
+    run_dir = Path(run_dir)
+    summary = json.loads(Path(loso_json).read_text())
+    if "transfer" not in summary:
+        raise SourceError(f"{loso_json} has no pooled-LOSO threshold (needs two or more held-out sources)")
+    t = summary["transfer"]
+    config = json.loads((run_dir / "config.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config.update(threshold=t["threshold"], band=t["band"], threshold_rule=t["rule"],
+                  threshold_source=Path(loso_json).name)
+    metrics.update(threshold=t["threshold"], validation_eer_threshold=metrics.get("threshold"), transfer=t,
+                   loso_at_threshold=summary.get("at_transfer_threshold", {}))
+    rows = json.loads((run_dir / "predictions.json").read_text())
+    if rows:  # the in-domain test side, re-scored at the shipped threshold
+        y, p = np.array([r["label"] for r in rows]), np.array([r["p_real"] for r in rows])
+        attacks = [r["attack"] for r in rows]
+        metrics["test"] = pad_metrics(y, p, t["threshold"], attacks).to_dict()
+        sources = np.array([r["source"] for r in rows])
+        metrics["test_per_source"] = {
+            source: pad_metrics(y[sources == source], p[sources == source], t["threshold"],
+                                [a for a, s in zip(attacks, sources) if s == source]).to_dict()
+            for source in sorted(set(sources.tolist()))
+        }
+    _write_json(run_dir / "config.json", config)
+    _write_json(run_dir / "metrics.json", metrics)
+    return float(t["threshold"])
 
 
 def metrics_dict(result: RunResult, seed: int) -> dict:
@@ -365,6 +484,24 @@ class LosoResult:
                          "n_spoof": sum(r["n_spoof"] for r in rows), **mean, "threshold": math.nan})
         return rows
 
+    def pooled(self) -> tuple[list[Sample], np.ndarray]:
+        """Every run's held-out samples and P(real), pooled: each prediction from a model that never saw it."""
+        samples = [s for run in self.runs.values() for s in run.test_samples]
+        return samples, np.concatenate([run.p_test for run in self.runs.values()]) if self.runs else np.zeros(0)
+
+    def transfer(self) -> TransferThreshold:
+        """The threshold and band chosen on the pooled held-out predictions (units reported separately
+        excluded), every held-out unit weighted equally."""
+        samples, p = self.pooled()
+        units = [holdout_unit(s.source) for s in samples]
+        keep = np.array([u not in REPORTED_SEPARATELY for u in units])
+        y = np.array([s.label for s in samples])
+        return transfer_threshold(y[keep], p[keep], np.array(units, dtype=object)[keep])
+
+    def at_threshold(self, threshold: float) -> dict[str, PadMetrics]:
+        """Each held-out unit's metrics at one shared threshold (e.g. the transferred one)."""
+        return {unit: _metrics(run.test_samples, run.p_test, threshold) for unit, run in self.runs.items()}
+
 
 def holdout_folds(sources: Sequence[str], holdouts: Sequence[str] | None) -> dict[str, list[str]]:
     """Fold name -> held-out sources. A holdout is a source or a glob (``selfrec_*``) whose matches are held out
@@ -381,12 +518,13 @@ def holdout_folds(sources: Sequence[str], holdouts: Sequence[str] | None) -> dic
 
 def loso_run(
     data_root: str | Path, out_dir: str | Path, options: TrainOptions, holdouts: Sequence[str] | None = None,
+    data_base: Path | None = None,
 ) -> LosoResult:
     """Leave-one-source-out: for every fold (a source or a pooled glob), train on the rest (group split into
     train/val) and test on it. Writes OUT/<fold>/ run dirs and every fold's test predictions pooled in
     OUT/pooled_predictions.json (each from a model that never saw that source)."""
     data_root, out_dir = Path(data_root), Path(out_dir)
-    samples = load_samples(data_root, options.sources)
+    samples = load_samples(data_root, options.sources, options.exclude_sources)
     folds = holdout_folds(sorted({s.source for s in samples}), holdouts)
     teacher = None
     if options.teacher:
@@ -397,7 +535,8 @@ def loso_run(
     runs = {}
     for name, held in folds.items():
         split = leave_source_out(samples, held, options.val_fraction, options.seed)
-        runs[name] = train_run(data_root, out_dir / name, options, split=split, cache=cache, teacher=teacher)
+        runs[name] = train_run(data_root, out_dir / name, options, split=split, cache=cache, teacher=teacher,
+                               data_base=data_base)
     pooled = [dict(row, fold=name, threshold=run.threshold) for name, run in runs.items()
               for row in json.loads((run.out_dir / "predictions.json").read_text())]
     _write_json(out_dir / "pooled_predictions.json", pooled)
