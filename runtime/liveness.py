@@ -38,6 +38,7 @@ class LivenessModel:
             and self._input.scale == 1.0
             and self._input.zero_point == 0
         )
+        self._quantized_probabilities = _holds_only_probabilities(self._output)
 
     def predict(self, crop_bgr: np.ndarray) -> float:
         """P(real) for one crop of any size (resized to the model's input if needed)."""
@@ -53,7 +54,17 @@ class LivenessModel:
         if probs.size == 1:
             p = float(probs[0])
             return p if self.real_index == 1 else 1.0 - p
-        if probs.min() < 0.0 or abs(float(probs.sum()) - 1.0) > 1e-3:  # logits (e.g. Silent-Face's 3): softmax
+        logits = probs.min() < 0.0 or abs(float(probs.sum()) - 1.0) > 1e-3
+        if logits and not self._quantized_probabilities:  # logits (e.g. Silent-Face's 3): softmax
             e = np.exp(probs - probs.max())
             probs = e / e.sum()
         return float(probs[self.real_index])
+
+
+def _holds_only_probabilities(output) -> bool:
+    """An integer output whose every value lies in [0, 1] (a quantized softmax, step 1/256): its sum misses 1
+    by rounding and clipping (P(real) 1.0 is stored as 255/256), which must not read as logits."""
+    if output.scale is None or np.issubdtype(output.dtype, np.floating):
+        return False
+    info = np.iinfo(output.dtype)
+    return (info.min - output.zero_point) * output.scale >= 0.0 and (info.max - output.zero_point) * output.scale <= 1.0

@@ -58,6 +58,22 @@ def test_uint8_input_gets_the_pixels_as_they_are_and_quantized_output_is_dequant
     assert backend.seen.dtype == np.uint8 and backend.seen[0, 0, 0].tolist() == [200, 0, 10]
 
 
+@pytest.mark.parametrize("dtype, zero", [(np.uint8, 0), (np.int8, -128)])
+def test_a_quantized_softmax_that_misses_sum_one_is_not_read_as_logits(dtype, zero):
+    """P(real) 1.0 is stored as 255/256 and the other class as 0: the sum 0.996 must not trigger the logits
+    softmax (which turned it into 0.73, below MiniFASNet's threshold)."""
+    out_info = TensorInfo("y", (1, 2), np.dtype(dtype), 1 / 256, zero)
+    backend = FakeBackend(np.array([[0 + zero, 255 + zero]], dtype), float_in(), out_info)
+    assert LivenessModel(backend, PRE, ["spoof", "real"]).predict(crop()) == pytest.approx(255 / 256)
+
+
+def test_quantized_logits_still_get_a_softmax():
+    out_info = TensorInfo("y", (1, 3), np.dtype(np.int8), 0.1, 0)
+    backend = FakeBackend(np.array([[-20, 10, -20]], np.int8), float_in(), out_info)
+    e = np.exp([-2.0, 1.0, -2.0])
+    assert LivenessModel(backend, PRE, ["spoof", "real", "mask"]).predict(crop()) == pytest.approx(e[1] / e.sum())
+
+
 def test_int8_input_is_quantized_with_its_scale_and_zero_point():
     in_info = TensorInfo("x", (1, 8, 8, 3), np.dtype(np.int8), 2.0, -100)
     backend = FakeBackend(np.array([[0.5, 0.5]], np.float32), in_info, TensorInfo("y", (1, 2), np.dtype(np.float32)))
