@@ -1,6 +1,6 @@
 """Login decision latency: a burst of 640x480 JPEG frames through decode, liveness, embeddings and the match.
 
-The frames are the shipped live sample (``artifacts/samples/real/image_T1.jpg``) letterboxed to 640x480,
+The frames are the shipped live sample (``artifacts/samples/real/image_T1.jpg``) filling a 640x480 frame,
 so the liveness check passes and the embeddings run, as in a successful login (the slowest path).
 """
 from __future__ import annotations
@@ -31,20 +31,20 @@ class LatencyResult:
     decision: str
 
 
-def letterbox(image: np.ndarray, width: int = 640, height: int = 480) -> np.ndarray:
-    """``image`` scaled to fit ``width`` x ``height`` and centred on black, as a webcam frame would hold it."""
-    scale = min(width / image.shape[1], height / image.shape[0])
-    small = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-    out = np.zeros((height, width, 3), np.uint8)
-    y, x = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
-    out[y : y + small.shape[0], x : x + small.shape[1]] = small
-    return out
+def webcam_frame(image: np.ndarray, width: int = 640, height: int = 480) -> np.ndarray:
+    """``image`` scaled to cover ``width`` x ``height`` and centre-cropped, as a webcam fills its frame. Not
+    letterboxed: black bars beside a face are what a phone or monitor shows, a cue the liveness crop can see."""
+    scale = max(width / image.shape[1], height / image.shape[0])
+    size = (max(width, round(image.shape[1] * scale)), max(height, round(image.shape[0] * scale)))
+    big = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    y, x = (big.shape[0] - height) // 2, (big.shape[1] - width) // 2
+    return big[y : y + height, x : x + width]
 
 
 def jpeg_burst(path: str | Path, frames: int, width: int = 640, height: int = 480) -> list[bytes]:
     """``frames`` JPEG encodings of one still image, as the browser would post them."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    ok, data = cv2.imencode(".jpg", letterbox(image, width, height), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    ok, data = cv2.imencode(".jpg", webcam_frame(image, width, height), [cv2.IMWRITE_JPEG_QUALITY, 90])
     return [data.tobytes()] * frames
 
 

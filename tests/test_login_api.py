@@ -29,7 +29,7 @@ from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from liveness_edge.login.app import LoginConfig, create_app  # noqa: E402
-from liveness_edge.login.bench import jpeg_burst, letterbox  # noqa: E402
+from liveness_edge.login.bench import jpeg_burst, webcam_frame  # noqa: E402
 from liveness_edge.login.store import Attempt, Base, Embedding, User, open_engine, vector_bytes  # noqa: E402
 from liveness_edge.login.verify import Verifier  # noqa: E402
 from liveness_edge.runtime.manifest import ARTIFACTS_DIR  # noqa: E402
@@ -43,7 +43,7 @@ def _encode(image: np.ndarray) -> bytes:
 
 
 def two_faces(n: int) -> list[bytes]:
-    half = letterbox(cv2.imread(str(REAL)), 320, 480)
+    half = webcam_frame(cv2.imread(str(REAL)), 320, 480)
     return [_encode(np.hstack([half, half]))] * n
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from liveness_edge.login.app import LoginConfig, create_app  # noqa: E402
-from liveness_edge.login.bench import letterbox  # noqa: E402
+from liveness_edge.login.bench import webcam_frame  # noqa: E402
 from liveness_edge.login.store import Attempt  # noqa: E402
 from liveness_edge.login.verify import Verifier  # noqa: E402
 from liveness_edge.runtime.manifest import ARTIFACTS_DIR  # noqa: E402
@@ -46,7 +46,7 @@ pytestmark = [
 
 def write_y4m(image_path: Path, out: Path, frames: int = 20, fps: int = 10) -> Path:
     """A 640x480 4:2:0 Y4M clip of one still, shifted by a pixel or two per frame like a hand-held camera."""
-    base = letterbox(cv2.imread(str(image_path)), 640, 480)
+    base = webcam_frame(cv2.imread(str(image_path)), 640, 480)
     with open(out, "wb") as f:
         f.write(f"YUV4MPEG2 W640 H480 F{fps}:1 Ip A1:1 C420jpeg\n".encode())
         for i in range(frames):

@@ -154,10 +154,10 @@ def test_a_face_that_jumps_mid_burst_is_not_one_track() -> None:
     pytest.importorskip("face_recognition_models", reason="needs the [login] extra")
     import cv2
 
-    from liveness_edge.login.bench import LIVE_SAMPLE, letterbox
+    from liveness_edge.login.bench import LIVE_SAMPLE, webcam_frame
     from liveness_edge.login.verify import Verifier
 
-    half = letterbox(cv2.imread(str(LIVE_SAMPLE)), 320, 480)
+    half = webcam_frame(cv2.imread(str(LIVE_SAMPLE)), 320, 480)
     left, right = np.zeros((480, 640, 3), np.uint8), np.zeros((480, 640, 3), np.uint8)
     left[:, :320], right[:, 320:] = half, half
     verifier = Verifier.load()
