@@ -107,7 +107,22 @@ def latency_table(run: BenchRun) -> str:
 
 
 def write_json(data: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(data, indent=1) + "\n")
+    Path(path).write_text(json.dumps(_portable(data), indent=1) + "\n")
+
+
+def _portable(value: object) -> object:
+    """Absolute paths below the working folder written relative to it, so a report made in a checkout and
+    shared (or committed) names no folder of the machine that made it."""
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        try:
+            return Path(value).relative_to(Path.cwd()).as_posix()
+        except ValueError:
+            return value
+    return value
 
 
 def _stage_means(r: ConfigResult) -> dict[str, float]:

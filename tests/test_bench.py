@@ -18,6 +18,7 @@ from liveness_edge.benchmarks.report import (
     latency_table,
     speedup,
     write_accuracy_report,
+    write_json,
     write_latency_report,
 )
 from liveness_edge.benchmarks.timer import StageRecorder, summarize
@@ -185,3 +186,12 @@ def test_accuracy_report_files(tmp_path):
     assert "50.0% / 100.0%" in table  # faces found: 1 of 2 real, 2 of 2 spoof
     data = json.loads(paths["json"].read_text())
     assert data["results"][0]["metrics"]["bpcer"] == 0.5 and data["results"][0]["decisions"]["real"]["no face"] == 1
+
+
+def test_reports_name_no_folder_of_the_machine_that_made_them(tmp_path, monkeypatch):
+    """Paths below the working folder are written relative to it (reference results are committed)."""
+    monkeypatch.chdir(tmp_path)
+    inside, outside = str(tmp_path / "artifacts" / "manifest.json"), "/elsewhere/clip.mp4"
+    write_json({"manifest": inside, "runs": [{"source": outside, "n": 3}]}, "r.json")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data == {"manifest": "artifacts/manifest.json", "runs": [{"source": outside, "n": 3}]}
