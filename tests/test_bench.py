@@ -79,7 +79,8 @@ def _fake_run(scale: float = 1.0) -> BenchRun:
     return BenchRun({"cpu": "test cpu", "created": "now"}, {}, results)
 
 
-def test_latency_report_files_table_and_json_round_trip(tmp_path):
+def test_latency_report_files_table_and_json_round_trip(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the shipped manifest's path is then outside the working folder: kept as is
     run = _fake_run()
     paths = write_latency_report(run, tmp_path)
     for key in ("stages", "distribution"):
