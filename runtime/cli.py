@@ -434,9 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--smoothing", choices=tuple(SmoothingMethod), default=so.method, help="per-track average of P(real)")
     d.add_argument("--alpha", type=float, default=so.alpha, help="EMA weight of the newest score")
     d.add_argument("--window", type=int, default=so.window, help="window length (frames)")
-    d.add_argument("--margin", type=float, default=so.margin, help="hysteresis half-width around the model threshold")
-    d.add_argument("--real-above", type=float, help="turn real above this smoothed score (default threshold+margin)")
-    d.add_argument("--spoof-below", type=float, help="turn spoof below this (default threshold-margin)")
+    d.add_argument("--margin", type=float, default=so.margin, help="hysteresis half-width around the model threshold, for a model whose manifest entry records no band")
+    d.add_argument("--real-above", type=float, help="turn real above this smoothed score (default the manifest band's top, else threshold+margin)")
+    d.add_argument("--spoof-below", type=float, help="turn spoof below this (default the manifest band's bottom, else threshold-margin)")
     d.add_argument("--min-track-age", type=int, help="frames before a track may be decided (default 3 / window)")
     d.add_argument("--min-face", type=float, help="uncertain below this face size in px (default from the model)")
     d.add_argument("--min-inside", type=float, default=qo.min_inside,
