@@ -67,7 +67,8 @@ def samples_of_run(config: dict, side: str, data_root: Path | None = None) -> li
     data = run_data_path(config, data_root)
     groups = set(config.get("split", {}).get(side, {}).get("groups", []))
     if not (data / "index.csv").is_file():
-        hint = "pass --data-root (the folder holding it) or --calibration DIR"
+        hint = (f"pass --data-root ROOT (the folder holding {data.name}; train/gather_recipe.sh rebuilds it from "
+                "../shared/data, see README 'Gathering faces') or --calibration DIR")
         raise SourceError(f"the run's training data {data} is not here (needed for {side} crops); {hint}")
     samples = [s for s in load_index(data) if s.group in groups]
     if not samples:

@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..extras import require_train_extra
+from ..extras import import_quietly, require_train_extra
 from ..runtime.errors import run_cli
 from ..runtime.manifest import ARTIFACTS_DIR
 from .options import FORMATS, PRECISIONS, ExportOptions, OnnxQuantOptions
@@ -102,13 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if code := run_cli("export-models", lambda: require_train_extra("exporting or verifying models")):
         return code
-    from .exporter import export_models, verify_models
+    exporter = import_quietly(".exporter", __package__)
 
     def body() -> int:
         if args.verify:
-            result = verify_models(runs, options, args.manifest)
+            result = exporter.verify_models(runs, options, args.manifest)
         else:
-            result = export_models(runs, options)
+            result = exporter.export_models(runs, options)
         print(result.report_path.read_text())
         print(f"wrote {result.manifest_path} and {result.report_path}")
         return 0

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..extras import require_train_extra
+from ..extras import import_quietly, require_train_extra
 from ..runtime.errors import UsageError, run_cli
-from ..runtime.terminal import native_stderr
-
-# TensorFlow's native start-up lines, printed once per loaded library (so twice) and deaf to TF_CPP_MIN_LOG_LEVEL
-TF_STARTUP_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ")
-
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    with native_stderr() as caught:
-        from .models import MODEL_NAMES  # imports Keras: deferred until main() has quietened TensorFlow
-    kept = [ln for ln in caught.text.splitlines(True) if not ln.startswith(TF_STARTUP_NOISE)]
-    sys.stderr.write("".join(kept))
+    MODEL_NAMES = import_quietly(".models", __package__).MODEL_NAMES  # Keras: after main() checked the extra
 
     p.add_argument("data", type=Path, help="gathered folder (index.csv + real/ spoof/ crops from liveness-gather)")
     p.add_argument("--model", choices=MODEL_NAMES, required=True, help="which classifier to train")
