@@ -39,6 +39,7 @@ TRACK_LOST = "track_lost"  # another track replaced the one that started the cha
 MULTIPLE_FACES = "multiple_faces"  # more than one face in view after the challenge started
 SPOOF = "spoof"  # the passive decision of the challenged face was spoof
 ENDED = "ended"  # the source ended (or the run stopped) before the challenge was decided
+NOT_REAL = "not_real"  # actions done, but the passive decision was not `real` on most frames or after the last one
 REASONS = (TIMEOUT, WRONG_ACTION, TRACK_LOST, MULTIPLE_FACES, SPOOF, ENDED)
 YAW_GAIN, PITCH_GAIN = 1.35, 0.43  # geometry reading / true angle, 10-40 degrees (tests/test_challenge.py)
 
@@ -228,7 +229,9 @@ class ChallengeStatus:
 class Challenge:
     """The state machine. Feed it every frame: ``update(t, faces, landmarks)`` with ``t`` in seconds,
     the pipeline's faces and the landmarks of the tracks that have them. The first face seen alone is the
-    one challenged; it must do every action in order, stay the same track, stay alone, never be ``spoof``."""
+    one challenged; it must do every action in order, stay the same track, stay alone, never be ``spoof``, and
+    be ``real`` on at least half of its scored frames and on a frame after the last action (within the
+    timeout): a face the passive model only ever called ``uncertain`` (a mask in dim light) does not pass."""
 
     def __init__(self, options: ChallengeOptions = ChallengeOptions()) -> None:
         self.options = options
@@ -240,6 +243,7 @@ class Challenge:
         self.result: ChallengeResult | None = None
         self._t0: float | None = None
         self._asked: float | None = None
+        self._scored = self._real = 0
 
     @property
     def done(self) -> bool:
@@ -263,6 +267,15 @@ class Challenge:
             return self._finish(t, TRACK_LOST)
         if faces and faces[0].decision == "spoof":
             return self._finish(t, SPOOF)
+        if faces:
+            self._scored += 1
+            self._real += faces[0].decision == "real"
+        if self.index == len(self.actions):  # every action done: waiting for the passive model to agree
+            if faces and faces[0].decision == "real" and 2 * self._real >= self._scored:
+                return self._finish(t, None)
+            if t - self._asked > self.options.timeout_s:
+                return self._finish(t, NOT_REAL)
+            return self._status(t, prompt="hold still, facing the camera")
         signals, events = None, []
         marks = landmarks.get(self.track)
         if faces and marks is not None and marks.presence >= self.options.signals.min_presence:
@@ -277,7 +290,9 @@ class Challenge:
                 self.index += 1
                 self._asked = t
                 if self.index == len(self.actions):
-                    return self._finish(t, None, tuple(events), signals)
+                    if faces[0].decision == "real" and 2 * self._real >= self._scored:
+                        return self._finish(t, None, tuple(events), signals)
+                    return self._status(t, tuple(events), signals, prompt="hold still, facing the camera")
             elif event != "blink" and event in self.options.actions:
                 return self._finish(t, WRONG_ACTION, tuple(events), signals)
         if t - self._asked > self.options.timeout_s:
@@ -302,7 +317,7 @@ class Challenge:
                                    "challenge passed" if r.passed else f"challenge failed: {r.reason}",
                                    None, self.index, None, events, signals, r)
         remaining = self.options.timeout_s - (t - self._asked)
-        if self.track is None or not self.signals.calibrated:
+        if self.track is None or not self.signals.calibrated or self.index == len(self.actions):
             return ChallengeStatus("waiting", prompt or "look at the camera", None, self.index, remaining, events,
                                    signals)
         action = self.actions[self.index]

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from liveness_edge.runtime.challenge import (ENDED, MULTIPLE_FACES, SPOOF, TIMEOUT, TRACK_LOST, WRONG_ACTION, Challenge,
+from liveness_edge.runtime.challenge import (ENDED, MULTIPLE_FACES, NOT_REAL, SPOOF, TIMEOUT, TRACK_LOST, WRONG_ACTION, Challenge,
                                              ChallengeOptions, SignalTracker, eye_aspect_ratio, head_pose)
 from liveness_edge.runtime.detector import FaceDetector
 from liveness_edge.runtime.landmarks import EYE_CONTOURS, EYE_CORNERS, LEFT_EYE, RIGHT_EYE, LandmarkModel, Landmarks
@@ -195,6 +195,27 @@ def test_passive_spoof_in_the_middle_fails(template):
         script.act(action)
     status, _ = run(challenge, script.frames)
     assert status.result.reason == SPOOF
+
+
+def test_a_face_never_called_real_does_not_pass(template):
+    """A mask in dim light stays `uncertain` (quality checks) and never `spoof`: doing every action is not enough."""
+    challenge = Challenge(ChallengeOptions(seed=3, timeout_s=2.0))
+    script = Script(template).hold(0.4, decision="uncertain")
+    for action in challenge.actions:
+        script.hold(0.5, decision="uncertain").act(action, decision="uncertain")
+    status, _ = run(challenge, script.frames + Script(template).hold(3.0, decision="uncertain").frames)
+    assert not status.result.passed and status.result.reason == NOT_REAL
+    assert all(t is not None for t in status.result.times_s)  # every action was done
+
+
+def test_uncertain_on_the_last_turn_passes_once_the_face_is_real_again(template):
+    challenge = Challenge(ChallengeOptions(seed=3))
+    script = Script(template).hold(0.4)
+    for action in challenge.actions[:-1]:
+        script.hold(0.5).act(action)
+    script.hold(0.5).act(challenge.actions[-1], decision="uncertain")  # turned away: the model is unsure
+    status, _ = run(challenge, script.frames + Script(template).hold(0.5).frames)
+    assert status.result.passed
 
 
 def test_a_still_photo_never_blinks(template):
