@@ -18,11 +18,12 @@ from datetime import timedelta
 from typing import Callable
 
 from flask import Flask, abort, jsonify, redirect, render_template, request, session, url_for
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .store import (Attempt, Embedding, Nonce, User, create_tables, open_engine, purge_nonces, recent_failures,
+from .store import (Attempt, Embedding, Nonce, User, create_tables, open_engine, outstanding_nonces, purge_nonces,
+                    recent_failures,
                     token_digest, utcnow, vector_bytes, vectors_of)
 from .verify import OK, BurstResult, FrameLimits, Verifier, consistent, decode_frame, match_distance
 
@@ -40,12 +41,12 @@ MESSAGES = {
     "too_many_attempts": "Too many attempts. Wait a while and try again.",
     "expired": "The capture took too long or was already used. Try again.",
     "bad_frames": "The upload was not a valid burst of camera frames.",
-    "unknown_user": "The face does not match this user.",  # same words as a wrong face: usernames stay private
     "taken": "This username is already enrolled.",
     "bad_username": "Usernames are 1-64 letters, digits, dots, dashes or underscores.",
-    "bad_password": "The face does not match this user.",
     "inconsistent": "The face changed during the capture. Enrol alone, facing the camera.",
 }
+# What a client is told: an unknown user and a wrong password read as a wrong face (the attempts table keeps the truth)
+ANSWERED_AS = {"unknown_user": "not_same_person", "bad_password": "not_same_person"}
 
 
 @dataclass(frozen=True)
@@ -132,10 +133,15 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
             "username": username, "client": _client(), "reason": reason, "match": match,
             "liveness": burst.p_real_min if burst else None, "ms": round(burst.ms, 1) if burst else None}})
 
-    def limited(s: Session, username: str) -> bool:
-        since = utcnow() - timedelta(seconds=config.window_s)
-        return (recent_failures(s, since, username=username) >= config.max_failures_user
-                or recent_failures(s, since, client=_client()) >= config.max_failures_client)
+    def limited(s: Session, username: str, own: int = 0) -> bool:
+        """Recent refusals plus nonces still open (attempts that could run at once; ``own`` of them is the
+        request's own) reach a limit."""
+        now, client = utcnow(), _client()
+        since = now - timedelta(seconds=config.window_s)
+        return (recent_failures(s, since, username=username) + outstanding_nonces(s, now, username=username) - own
+                >= config.max_failures_user
+                or recent_failures(s, since, client=client) + outstanding_nonces(s, now, client=client) - own
+                >= config.max_failures_client)
 
     def answer(reason: str, status: int = 200, **extra: object):
         return jsonify(ok=reason == OK, reason=reason, message=MESSAGES[reason], **extra), status
@@ -236,14 +242,18 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
             if limited(s, username):
                 return answer("too_many_attempts", 429)
             purge_nonces(s, utcnow())
-            s.add(Nonce(digest=token_digest(token), purpose=purpose, username=username,
+            s.add(Nonce(digest=token_digest(token), purpose=purpose, username=username, client=_client(),
                         expires=utcnow() + timedelta(seconds=config.nonce_ttl_s)))
             s.commit()
         return jsonify(ok=True, nonce=token, expires_in=config.nonce_ttl_s)
 
     def gate(s: Session, kind: str, username: str) -> None:
-        """Rate limits first (no model runs for a blocked client), then the single-use nonce."""
-        if limited(s, username):
+        """Rate limits first (no model runs for a blocked client; the request's own open nonce not counted),
+        then the single-use nonce."""
+        token = request.form.get("nonce", "")
+        own = s.scalar(select(func.count(Nonce.digest)).where(
+            Nonce.digest == token_digest(token), Nonce.used.is_(False), Nonce.expires >= utcnow())) if token else 0
+        if limited(s, username, own=int(own or 0)):
             raise Refused("too_many_attempts", 429)
         if not take_nonce(s, kind, username):
             raise Refused("expired", 400)
@@ -266,8 +276,8 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
             try:
                 burst, match = decide(s, username)
             except Refused as r:
-                record(s, kind, username, r.reason, r.burst, r.match)
-                return answer(r.reason, r.status)
+                record(s, kind, username, r.reason, r.burst, r.match)  # the true reason, for the admin
+                return answer(ANSWERED_AS.get(r.reason, r.reason), r.status)
             record(s, kind, username, OK, burst, match)
         return None
 
@@ -275,9 +285,9 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
     def enrol():
         def decide(s: Session, username: str) -> tuple[BurstResult, None]:
             gate(s, "enrol", username)
-            if s.scalar(select(User.id).where(User.username == username)) is not None:
-                raise Refused("taken", 409)
             burst = live_burst("enrol", limits.enrol_frames, limits.embed_enrol)
+            if s.scalar(select(User.id).where(User.username == username)) is not None:
+                raise Refused("taken", 409, burst)  # told only after a live face: no free username probing
             if not consistent(burst.embeddings, get_verifier().threshold):
                 raise Refused("inconsistent", 422, burst)
             password = request.form.get("password") or None
@@ -288,15 +298,19 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
 
         return attempt("enrol", decide) or answer(OK)
 
+    unused_hash = generate_password_hash(secrets.token_hex(16))  # checked when a user has none (same time)
+
     @app.post("/api/login")
     def login():
         def decide(s: Session, username: str) -> tuple[BurstResult, float]:
             gate(s, "login", username)
             burst = live_burst("login", limits.login_frames, limits.embed_login)
             user = s.scalar(select(User).where(User.username == username))
-            if user is None or not user.embeddings:
+            stored = user.password_hash if user is not None and user.password_hash else unused_hash
+            password_ok = check_password_hash(stored, request.form.get("password", "")) or stored is unused_hash
+            if user is None or not user.embeddings:  # the password hash ran anyway: no timing tells a user exists
                 raise Refused("unknown_user", 401, burst)
-            if user.password_hash and not check_password_hash(user.password_hash, request.form.get("password", "")):
+            if not password_ok:
                 raise Refused("bad_password", 401, burst)
             d = match_distance(burst.embeddings, vectors_of(user))
             if d > get_verifier().threshold:

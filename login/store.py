@@ -70,6 +70,7 @@ class Nonce(Base):
     username: Mapped[str] = mapped_column(String(64))
     expires: Mapped[datetime] = mapped_column(DateTime, index=True)
     used: Mapped[bool] = mapped_column(Boolean, default=False)
+    client: Mapped[str] = mapped_column(String(64), default="")
 
 
 def database_url(db: str | None, url: str | None) -> str:
@@ -110,13 +111,30 @@ def vectors_of(user: User) -> np.ndarray:
     return np.stack([np.frombuffer(e.vector, "<f4") for e in user.embeddings])
 
 
+# Refusals that cost the server no model run and prove nothing about the face: counting them would let anyone
+# lock a user out (or keep a lock alive) with junk requests naming that user.
+NOT_COUNTED = ("bad_frames", "expired", "too_many_attempts", "bad_username")
+
+
 def recent_failures(session: Session, since: datetime, username: str | None = None, client: str | None = None) -> int:
-    """Refused attempts since ``since`` for a username or a client address."""
-    q = select(func.count(Attempt.id)).where(Attempt.time >= since, Attempt.decision == "refused")
+    """Refused attempts since ``since`` for a username or a client address (junk requests not counted)."""
+    q = select(func.count(Attempt.id)).where(Attempt.time >= since, Attempt.decision == "refused",
+                                             Attempt.reason.not_in(NOT_COUNTED))
     if username is not None:
         q = q.where(Attempt.username == username)
     if client is not None:
         q = q.where(Attempt.client == client)
+    return int(session.scalar(q) or 0)
+
+
+def outstanding_nonces(session: Session, now: datetime, username: str | None = None, client: str | None = None) -> int:
+    """Nonces issued and not yet used or expired: attempts that may run at once, so they count against the limit
+    (otherwise thirty nonces fetched first could be spent in parallel before the first failure is recorded)."""
+    q = select(func.count(Nonce.digest)).where(Nonce.used.is_(False), Nonce.expires >= now)
+    if username is not None:
+        q = q.where(Nonce.username == username)
+    if client is not None:
+        q = q.where(Nonce.client == client)
     return int(session.scalar(q) or 0)
 
 

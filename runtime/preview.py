@@ -82,6 +82,14 @@ class _Latest:
     status: bytes = b'{"frames": 0, "fps": 0.0, "faces": []}'
 
 
+def _names_loopback(host_header: str) -> bool:
+    """A loopback preview answers only requests addressed to a loopback name: a web page on a rebinding
+    domain (evil.example resolved to 127.0.0.1) would otherwise read the camera as a same-origin page."""
+    name = host_header.strip().lower()
+    name = name[1:name.find("]")] if name.startswith("[") and "]" in name else name.split(":", 1)[0]
+    return name in LOOPBACK or name.startswith("127.")
+
+
 class PreviewServer:
     """Serves ``/`` (a page), ``/stream.mjpg`` (annotated frames) and ``/status.json`` in daemon threads."""
 
@@ -133,7 +141,9 @@ class PreviewServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
-                if path == "/":
+                if not preview.public and not _names_loopback(self.headers.get("Host", "")):
+                    self._send(403, "text/plain", b"forbidden: open the preview as http://127.0.0.1:PORT/\n")
+                elif path == "/":
                     self._send(200, "text/html; charset=utf-8", preview._page)
                 elif path == "/status.json":
                     self._send(200, "application/json", preview._status())

@@ -12,8 +12,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ import cv2  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
+from liveness_edge.login import app as login_app  # noqa: E402
 from liveness_edge.login.app import LoginConfig, create_app  # noqa: E402
 from liveness_edge.login.bench import jpeg_burst, webcam_frame  # noqa: E402
 from liveness_edge.login.store import Attempt, Base, Embedding, User, open_engine, vector_bytes  # noqa: E402
@@ -198,12 +199,14 @@ def test_wrong_person(db_url: str, verifier: Verifier, shared_data: Path) -> Non
     assert b.send("login", "nobody", jpeg_burst(REAL, 10))[1]["message"] == body["message"]  # no user enumeration
 
 
-def test_nonce_expires_and_is_single_use(db_url: str, verifier: Verifier) -> None:
-    app, b = make(db_url, verifier, nonce_ttl_s=0.2)
+def test_nonce_expires_and_is_single_use(db_url: str, verifier: Verifier, monkeypatch) -> None:
+    app, b = make(db_url, verifier, nonce_ttl_s=30)
     assert b.send("enrol", "alice", jpeg_burst(REAL, 10))[1]["ok"]
     late = b.nonce("login", "alice")["nonce"]
-    time.sleep(0.5)
+    real_now = login_app.utcnow
+    monkeypatch.setattr(login_app, "utcnow", lambda: real_now() + timedelta(seconds=31))  # the server's clock
     assert b.send("login", "alice", jpeg_burst(REAL, 10), nonce=late)[1]["reason"] == "expired"
+    monkeypatch.setattr(login_app, "utcnow", real_now)
     used = b.nonce("login", "alice")["nonce"]
     assert b.send("login", "alice", jpeg_burst(REAL, 10), nonce=used)[1]["ok"]
     b.refresh()
@@ -224,6 +227,29 @@ def test_rate_limits_per_user_and_per_client(db_url: str, verifier: Verifier) ->
     assert (status, body["reason"]) == (429, "too_many_attempts")
     other = create_app(LoginConfig(db_url=db_url, max_failures_user=2), verifier)  # a second worker, same DB
     assert Browser(other).nonce("login", "alice")["reason"] == "too_many_attempts"
+
+
+def test_open_nonces_count_against_the_limit_and_junk_locks_nobody_out(db_url: str, verifier: Verifier) -> None:
+    """Nonces fetched ahead could be spent in parallel before any failure is recorded: they count as attempts.
+    Requests that run no model (bad frames, spent nonces) do not count, so they cannot lock a user out."""
+    app, b = make(db_url, verifier, max_failures_user=3, max_failures_client=50)
+    held = [b.nonce("login", "alice") for _ in range(5)]
+    assert [h.get("reason") for h in held] == [None, None, None, "too_many_attempts", "too_many_attempts"]
+    for h in held[:3]:
+        assert b.send("login", "alice", [b"not an image"] * 6, nonce=h["nonce"])[1]["reason"] == "bad_frames"
+    for _ in range(5):
+        assert b.send("login", "alice", [b"junk"] * 6)[1]["reason"] == "bad_frames"
+    assert "nonce" in b.nonce("login", "alice")
+
+
+def test_unknown_users_and_wrong_passwords_read_as_a_wrong_face(db_url: str, verifier: Verifier) -> None:
+    app, b = make(db_url, verifier)
+    assert b.send("enrol", "alice", jpeg_burst(REAL, 10), password="s3cret")[1]["ok"]
+    b.refresh()
+    answers = [b.send("login", user, jpeg_burst(REAL, 10), password=pw)[1]["reason"]
+               for user, pw in (("nobody", ""), ("alice", "wrong"))]
+    assert answers == ["not_same_person", "not_same_person"]
+    assert reasons(app)[-2:] == ["unknown_user", "bad_password"]  # the truth stays in the attempts table
 
 
 def test_csrf_cookies_and_limits(db_url: str, verifier: Verifier) -> None:

@@ -2,6 +2,7 @@
 a browser on loopback, and without a window or preview a status line per second reaches the terminal."""
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import threading
@@ -133,3 +134,18 @@ def test_overlay_label_names_the_score_and_marks_held_decisions():
     assert face_label(face, band=(0.41, 0.51)) == "#1 real  P(real) 0.45 (held)"
     spoof = FaceResult(2, (0.0, 0.0, 10.0, 10.0), 0.9, 0.04, 0.04, "spoof")
     assert face_label(spoof, band=(0.41, 0.51)) == "#2 spoof  P(real) 0.04"
+
+
+def test_a_loopback_preview_refuses_other_host_names():
+    """DNS rebinding: a page on evil.example resolved to 127.0.0.1 must not read the stream."""
+    port = free_port()
+    server = PreviewServer(f"127.0.0.1:{port}", "camera 0", "model")
+    try:
+        for host, code in (("evil.example", 403), (f"evil.example:{port}", 403), (f"127.0.0.1:{port}", 200),
+                           (f"localhost:{port}", 200), ("[::1]", 200)):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/status.json", headers={"Host": host})
+            assert (host, conn.getresponse().status) == (host, code)
+            conn.close()
+    finally:
+        server.close()
