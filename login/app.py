@@ -63,6 +63,12 @@ class LoginConfig:
     secure_cookies: bool = False
     limits: FrameLimits = field(default_factory=FrameLimits)
 
+    def __post_init__(self) -> None:
+        if not 0 < self.nonce_ttl_s <= 3600 or not 0 < self.window_s <= 7 * 86400:  # NaN fails both
+            raise ValueError("nonce TTL must be in (0, 3600] s and the rate-limit window in (0, 7 days]")
+        if self.max_failures_user < 1 or self.max_failures_client < 1:
+            raise ValueError("the failure limits must be at least 1 (0 or less would lock everyone out)")
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, event and the record's ``fields``."""

@@ -106,6 +106,8 @@ def serve(args: argparse.Namespace) -> int:
     from .app import SECRET_ENV, LoginConfig, create_app
     from .verify import Verifier
 
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be 1-65535, not {args.port}")
     with tempfile.TemporaryDirectory(prefix="liveness-login-") as tmp:
         if args.demo:
             if args.db or args.db_url:
@@ -116,9 +118,13 @@ def serve(args: argparse.Namespace) -> int:
         from .store import database_url
 
         secret = os.environ.get(SECRET_ENV) or secrets.token_hex(32)
-        config = LoginConfig(db_url=database_url(args.db, args.db_url), secret_key=secret, nonce_ttl_s=args.nonce_ttl,
-                             window_s=args.window, max_failures_user=args.max_failures_user,
-                             max_failures_client=args.max_failures_client, secure_cookies=args.secure_cookies)
+        try:
+            config = LoginConfig(db_url=database_url(args.db, args.db_url), secret_key=secret,
+                                 nonce_ttl_s=args.nonce_ttl, window_s=args.window,
+                                 max_failures_user=args.max_failures_user,
+                                 max_failures_client=args.max_failures_client, secure_cookies=args.secure_cookies)
+        except ValueError as e:
+            raise UsageError(str(e)) from e
         _configure_logging()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # requests are logged as JSON by the app
         with signals_deferred():

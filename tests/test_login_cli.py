@@ -50,6 +50,10 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     assert "exactly one of --db" in capsys.readouterr().err
     assert main(["serve", "--demo", "--db", str(tmp_path / "x.sqlite")]) == 2
     assert "--demo" in capsys.readouterr().err
+    for bad in (["--port", "99999"], ["--nonce-ttl", "nan"], ["--max-failures-user", "-1"], ["--window", "0"]):
+        assert main(["serve", "--demo", *bad]) == 2, bad  # refused before any model is loaded
+        err = capsys.readouterr().err
+        assert err.startswith("liveness-login: error: ") and err.count("\n") == 1, (bad, err)
 
 
 def test_pairs_and_rates() -> None:
