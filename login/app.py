@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -168,6 +169,8 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
         s.commit()
         return done.rowcount == 1
 
+    one_burst = threading.Lock()
+
     def frames_of(max_frames: int) -> list | None:
         uploads = request.files.getlist("frames")
         if not limits.min_frames <= len(uploads) <= max_frames:
@@ -265,10 +268,11 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
             raise Refused("expired", 400)
 
     def live_burst(kind: str, max_frames: int, embed: int) -> BurstResult:
-        frames = frames_of(max_frames)
-        if frames is None:
-            raise Refused("bad_frames", 400)
-        burst = get_verifier().check(frames, embed)
+        with one_burst:  # decoded frames held by one request at a time (the models run one burst at a time anyway)
+            frames = frames_of(max_frames)
+            if frames is None:
+                raise Refused("bad_frames", 400)
+            burst = get_verifier().check(frames, embed)
         if not burst.live:
             raise Refused(burst.reason, 401 if kind == "login" else 422, burst)
         return burst

@@ -30,7 +30,7 @@ class FrameLimits:
     enrol_frames: int = 40
     min_frames: int = 5
     max_frame_bytes: int = 1_000_000
-    max_side: int = 1920
+    max_side: int = 1280  # the page sends 640x480; 40 frames of 1280 px are 200 MB decoded
     embed_login: int = 2
     embed_enrol: int = 5
 
