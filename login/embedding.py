@@ -12,15 +12,17 @@ and the match threshold are in ``face_model.json`` next to this module, written 
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
 from ..runtime.errors import ModelError
-from ..runtime.manifest import sha256_of
 
 MODEL_CARD = Path(__file__).resolve().parent / "face_model.json"
 EMBEDDING_SIZE = 128
@@ -60,12 +62,18 @@ def _models_dir() -> Path:
     return Path(face_recognition_models.__file__).resolve().parent / "models"
 
 
-def _verified(path: Path, sha256: str) -> Path:
+def _load_verified(load: Callable[[str], object], path: Path, sha256: str) -> object:
+    """dlib loads only from a path: the file is read once, its bytes hashed, and those same bytes loaded from a
+    private copy, so a file swapped after the check is never the one loaded (as the runtime does for models)."""
     if not path.is_file():
         raise ModelError(f"face model file not found: {path}")
-    if sha256_of(path) != sha256:
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
         raise ModelError(f"{path.name}: sha256 does not match face_model.json (a different or corrupt file)")
-    return path
+    with tempfile.TemporaryDirectory(prefix="liveness-login-model-") as private:  # mode 0700
+        copy = Path(private) / path.name
+        copy.write_bytes(data)
+        return load(str(copy))
 
 
 class FaceEmbedder:
@@ -79,10 +87,9 @@ class FaceEmbedder:
         folder = models_dir or _models_dir()
         self.card = card
         self._dlib = dlib
-        self._shape = dlib.shape_predictor(str(_verified(folder / card.landmarks_file, card.landmarks_sha256)))
-        self._net = dlib.face_recognition_model_v1(
-            str(_verified(folder / card.recognition_file, card.recognition_sha256))
-        )
+        self._shape = _load_verified(dlib.shape_predictor, folder / card.landmarks_file, card.landmarks_sha256)
+        self._net = _load_verified(dlib.face_recognition_model_v1, folder / card.recognition_file,
+                                   card.recognition_sha256)
 
     @classmethod
     def load(cls, card_path: str | Path = MODEL_CARD) -> "FaceEmbedder":

@@ -168,3 +168,20 @@ def test_a_face_that_jumps_mid_burst_is_not_one_track() -> None:
     assert verifier.check([left] * 5 + [right] * 5, 2).reason == "unclear"
     still = verifier.check([left] * 10, 2)
     assert still.reason == "ok" and still.embeddings.shape == (2, 128)
+
+
+def test_face_models_load_from_the_bytes_that_were_checked(tmp_path: Path) -> None:
+    """dlib loads from a path: a file swapped right after the sha256 check must not be what it loads."""
+    import hashlib
+
+    from liveness_edge.login.embedding import _load_verified
+
+    model = tmp_path / "model.dat"
+    model.write_bytes(b"the checked model")
+
+    def swap_then_load(path: str) -> bytes:
+        model.write_bytes(b"an attacker's model")  # the original path changes under the loader
+        return Path(path).read_bytes()
+
+    loaded = _load_verified(swap_then_load, model, hashlib.sha256(b"the checked model").hexdigest())
+    assert loaded == b"the checked model"
