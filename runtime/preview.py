@@ -24,6 +24,7 @@ log = logging.getLogger("liveness_edge")
 
 DEFAULT_ADDRESS = "127.0.0.1:8080"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_VIEWERS = 4
 BOUNDARY = "liveness-edge-frame"
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>liveness-edge preview</title>
@@ -98,6 +99,7 @@ class PreviewServer:
         self._latest = _Latest()
         self._cond = threading.Condition()
         self._closed = False
+        self._viewers = threading.BoundedSemaphore(MAX_VIEWERS)  # each stream holds a thread while it is open
         self._page = PAGE.format(source=html.escape(source), model=html.escape(model)).encode()
         try:
             self._httpd = _QuietServer((host, port), self._handler())
@@ -161,6 +163,15 @@ class PreviewServer:
                 self.wfile.write(body)
 
             def _stream(self) -> None:
+                if not preview._viewers.acquire(blocking=False):
+                    self._send(503, "text/plain", f"at most {MAX_VIEWERS} streams at a time\n".encode())
+                    return
+                try:
+                    self._frames()
+                finally:
+                    preview._viewers.release()
+
+            def _frames(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
                 self.send_header("Cache-Control", "no-store")

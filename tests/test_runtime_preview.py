@@ -17,7 +17,7 @@ import pytest
 from liveness_edge.runtime import cli
 from liveness_edge.runtime.errors import OutputError, UsageError
 from liveness_edge.runtime.overlay import face_label
-from liveness_edge.runtime.preview import PreviewServer, parse_address
+from liveness_edge.runtime.preview import MAX_VIEWERS, PreviewServer, parse_address
 from liveness_edge.runtime.sources import CameraSource
 from liveness_edge.runtime.types import FaceResult
 from runtime_helpers import FakeCapture, runtime_manifest  # noqa: F401
@@ -149,3 +149,25 @@ def test_a_loopback_preview_refuses_other_host_names():
             conn.close()
     finally:
         server.close()
+
+
+def test_open_streams_are_capped():
+    """Each MJPEG viewer holds a thread for as long as it stays: past the cap, new ones get 503."""
+    port = free_port()
+    server = PreviewServer(f"127.0.0.1:{port}", "camera 0", "model")
+    server.publish(np.zeros((48, 64, 3), np.uint8), {"frames": 1})
+    viewers = []
+    try:
+        for _ in range(MAX_VIEWERS):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/stream.mjpg")
+            assert conn.getresponse().status == 200
+            viewers.append(conn)
+        extra = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        extra.request("GET", "/stream.mjpg")
+        assert extra.getresponse().status == 503
+        extra.close()
+    finally:
+        server.close()
+        for conn in viewers:
+            conn.close()
