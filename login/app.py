@@ -153,19 +153,21 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
     def answer(reason: str, status: int = 200, **extra: object):
         return jsonify(ok=reason == OK, reason=reason, message=MESSAGES[reason], **extra), status
 
-    def take_nonce(s: Session, purpose: str, username: str) -> bool:
-        """True once per valid nonce: it must exist for this purpose and user, unused and unexpired. One atomic
-        UPDATE, so two workers racing with the same nonce cannot both win. Only its sha256 is stored and looked
-        up, so the lookup's timing says nothing about the token."""
+    def open_nonce(purpose: str, username: str) -> tuple | None:
+        """The conditions matching this request's nonce while it is valid: issued for this purpose and user,
+        unused, unexpired. Only its sha256 is stored and looked up, so the lookup's timing says nothing about it."""
         token = request.form.get("nonce", "")
         if not token or len(token) > 128:
+            return None
+        return (Nonce.digest == token_digest(token), Nonce.used.is_(False), Nonce.purpose == purpose,
+                Nonce.username == username, Nonce.expires >= utcnow())
+
+    def take_nonce(s: Session, purpose: str, username: str) -> bool:
+        """True once per valid nonce. One atomic UPDATE, so two workers racing with the same nonce cannot both win."""
+        valid = open_nonce(purpose, username)
+        if valid is None:
             return False
-        done = s.execute(
-            update(Nonce)
-            .where(Nonce.digest == token_digest(token), Nonce.used.is_(False), Nonce.purpose == purpose,
-                   Nonce.username == username, Nonce.expires >= utcnow())
-            .values(used=True)
-        )
+        done = s.execute(update(Nonce).where(*valid).values(used=True))
         s.commit()
         return done.rowcount == 1
 
@@ -259,9 +261,8 @@ def create_app(config: LoginConfig, verifier: Verifier | Callable[[], Verifier])
     def gate(s: Session, kind: str, username: str) -> None:
         """Rate limits first (no model runs for a blocked client; the request's own open nonce not counted),
         then the single-use nonce."""
-        token = request.form.get("nonce", "")
-        own = s.scalar(select(func.count(Nonce.digest)).where(
-            Nonce.digest == token_digest(token), Nonce.used.is_(False), Nonce.expires >= utcnow())) if token else 0
+        valid = open_nonce(kind, username)
+        own = s.scalar(select(func.count(Nonce.digest)).where(*valid)) if valid is not None else 0
         if limited(s, username, own=int(own or 0)):
             raise Refused("too_many_attempts", 429)
         if not take_nonce(s, kind, username):

@@ -133,6 +133,7 @@ class LivenessPipeline:
         self.quality = QualityChecker(options.quality, model.preprocessing)
         self.tracker = IouTracker(options.tracker)
         self._deciders: dict[int, TrackDecider] = {}
+        self._still = replace(options.smoothing, min_track_age=1)  # image mode: each face decided on its own
         self._count = 0
         self._last_frame: int | None = None
         self._last_detection: int | None = None
@@ -205,7 +206,7 @@ class LivenessPipeline:
 
     def _decider(self, track_id: int) -> TrackDecider:
         if self.options.running_mode == RunningMode.IMAGE:
-            return TrackDecider(replace(self.options.smoothing, min_track_age=1), self.model.threshold)
+            return TrackDecider(self._still, self.model.threshold)
         decider = self._deciders.get(track_id)
         if decider is None:
             decider = self._deciders[track_id] = TrackDecider(self.options.smoothing, self.model.threshold)
