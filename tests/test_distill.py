@@ -17,8 +17,8 @@ from liveness_edge.train.cli import main  # noqa: E402
 from liveness_edge.train.data import load_index  # noqa: E402
 from liveness_edge.train.models import numpy2_deprecations_hushed  # noqa: E402
 from liveness_edge.train.distill import (  # noqa: E402
-    TeacherTargets, calibrate_per_source, distillation_loss, inside_region, load_or_compute, packed_targets, relative_file,
-    resolve_teacher, shift_inside_box,
+    TeacherSpec, TeacherTargets, _teacher_x, calibrate_per_source, distillation_loss, inside_region, load_or_compute,
+    packed_targets, relative_file, resolve_teacher, shift_inside_box,
 )
 from liveness_edge.train.train import holdout_folds  # noqa: E402
 
@@ -74,6 +74,22 @@ def test_inside_region_trims_the_padding_of_a_context_square():
     crop = np.zeros((128, 128, 3), np.uint8)
     crop[10:100, 20:120] = rng.integers(30, 220, (90, 100, 3))  # frame 100 x 90 seen from square origin (-20, -10)
     assert inside_region(crop, (-20, -10, 108, 118)) == (20, 10, 120, 100)
+
+
+def test_a_shift_crop_at_the_teachers_context_is_only_resized_and_another_context_is_refused(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(1)
+    crop = rng.integers(0, 256, (40, 30, 3), np.uint8)  # shift crops keep the face box's aspect, not square
+    cv2.imwrite(str(tmp_path / "a.png"), crop)
+    spec = TeacherSpec(tmp_path / "t.keras", 20, 2.7, "BGR", "0" * 64)
+    row = {"file": "a.png", "context": "2.7", "crop_mode": "shift", "x1": "5", "y1": "5", "x2": "25", "y2": "35"}
+    x = _teacher_x(tmp_path, row, spec)
+    np.testing.assert_array_equal(x, cv2.resize(crop, (20, 20), interpolation=cv2.INTER_AREA).astype(np.float32))
+    rgb = _teacher_x(tmp_path, row, TeacherSpec(spec.path, 20, 2.7, "RGB", spec.sha256))
+    np.testing.assert_array_equal(rgb, x[..., ::-1])
+    with pytest.raises(SourceError, match="gather at the teacher's context"):
+        _teacher_x(tmp_path, dict(row, context="4.0"), spec)
 
 
 def test_teacher_targets_round_trip_and_fuse_by_mean_softmax(tmp_path):

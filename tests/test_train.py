@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -155,3 +156,57 @@ def test_train_run_refuses_a_split_without_validation(gathered, tmp_path):
     samples = load_samples(gathered)
     with pytest.raises(SourceError):
         train_run(gathered, tmp_path / "o", TrainOptions(epochs=1), split=Split(samples, [], [], {}))
+
+
+def _regathered(gathered: Path, out: Path, context: float) -> Path:
+    """The same inputs gathered again at another context: same files, groups and labels, another crop."""
+    rows = list(csv.DictReader((gathered / "index.csv").open()))
+    for label in ("real", "spoof"):
+        (out / label).mkdir(parents=True)
+    for r in rows:
+        cv2.imwrite(str(out / r["file"]), cv2.imread(str(gathered / r["file"]))[16:112, 16:112])
+        r["context"] = context
+    with (out / "index.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=INDEX_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+def test_extra_data_adds_crops_of_the_training_groups_only(gathered, tmp_path):
+    from liveness_edge.runtime.errors import SourceError
+    from liveness_edge.train.data import leave_source_out
+    from liveness_edge.train.train import extra_training_samples
+
+    tight = _regathered(gathered, tmp_path / "tight", 1.0)
+    split = leave_source_out(load_samples(gathered), "src1", seed=0)
+    [(folder, extra)] = extra_training_samples(split, [tight])
+    assert folder == tight and all(s.path.parent.parent == tight for s in extra)
+    assert sorted(s.path.name for s in extra) == sorted(s.path.name for s in split.train)
+    assert {s.group for s in extra} == set(split.groups["train"])  # no val group, no held-out src1 group
+    other = make_gathered(tmp_path / "other", sources=1, groups=2, per_group=1)
+    rows = [dict(r, group="elsewhere:" + r["group"]) for r in csv.DictReader((other / "index.csv").open())]
+    with (other / "index.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=INDEX_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(SourceError, match="no crops of the training groups"):
+        extra_training_samples(split, [other])
+    with pytest.raises(ValueError, match="do not combine"):
+        TrainOptions(extra_data=[str(tight)], teacher=["t.keras"])
+
+
+@pytest.mark.slow
+def test_fit_with_extra_data_records_it_relative_to_the_data_root(gathered, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    data = Path(shutil.copytree(gathered, root / "ctx2.7"))
+    tight = _regathered(gathered, root / "ctx1.0", 1.0)
+    out = tmp_path / "run"
+    assert main(["fit", str(data), "--data-root", str(root), "--extra-data", str(tight), "--model", "livenessnet",
+                 "--out", str(out), "--size", "32", *FAST]) == 0
+    config = _check_run_dir(out, "livenessnet", 32)
+    n_train = config["split"]["train"]["n"]
+    assert config["data"]["extra_training"] == [{"path": "ctx1.0", "n": n_train}]
+    assert config["train_options"]["extra_data"] == ["ctx1.0"]
+    assert str(tmp_path) not in (out / "config.json").read_text()

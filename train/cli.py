@@ -48,6 +48,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="softmax temperature for teacher and student in the soft term (default 1)")
     p.add_argument("--distill-calibrate", action="store_true",
                    help="rescale the teacher's P(real) per training source on its labels (Platt, slope >= 0)")
+    p.add_argument("--extra-data", nargs="+", type=Path, metavar="DIR",
+                   help="more gathered folders of the same inputs at other crop contexts: their crops of the "
+                        "training groups join training (validation, threshold and test stay on DATA)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +110,7 @@ def _options(args: argparse.Namespace):
         init=args.init, head=args.head, freeze=args.freeze, average=args.average, balance=args.balance,
         teacher=[str(t) for t in args.teacher] if args.teacher else None, distill_alpha=args.distill_alpha,
         distill_temperature=args.distill_temperature, distill_calibrate=args.distill_calibrate,
+        extra_data=[str(d) for d in args.extra_data] if args.extra_data else None,
     )
 
 

@@ -9,7 +9,8 @@ the device. The student's loss mixes the labels with the teacher:
 The teacher sees the gathered crop as close as it allows to the crop it was trained on: the part of the padded
 context square that lies inside the camera frame (black padding trimmed), cut to the face box times the teacher's
 context with the scale reduced to fit and the box shifted inside (Silent-Face's crop), resized to the teacher's
-input size, in its colour order (BGR for the pretrained files), 0-255 float.
+input size, in its colour order (BGR for the pretrained files), 0-255 float. A crop gathered in ``shift`` mode at
+the teacher's context already is that crop and is only resized.
 """
 from __future__ import annotations
 
@@ -113,7 +114,11 @@ def teacher_input(crop_bgr: np.ndarray, face_box: tuple[float, float, float, flo
     origin = (square[0], square[1], square[0], square[1])
     box = tuple((v - o) * k for v, o in zip(face_box, origin))
     x1, y1, x2, y2 = shift_inside_box(box, inside_region(crop_bgr, square), spec.context)
-    part = crop_bgr[y1:y2, x1:x2]
+    return _resized(crop_bgr[y1:y2, x1:x2], spec)
+
+
+def _resized(part: np.ndarray, spec: TeacherSpec) -> np.ndarray:
+    """``part`` at the teacher's input size and colour order, 0-255 float."""
     interp = cv2.INTER_AREA if part.shape[0] > spec.size or part.shape[1] > spec.size else cv2.INTER_LINEAR
     x = cv2.resize(part, (spec.size, spec.size), interpolation=interp)
     return (x if spec.color_order == "BGR" else x[..., ::-1]).astype(np.float32)
@@ -192,8 +197,14 @@ def _teacher_x(data_root: Path, row: dict[str, str], spec: TeacherSpec) -> np.nd
     crop = cv2.imread(str(data_root / row["file"]), cv2.IMREAD_COLOR)
     if crop is None:
         raise SourceError(f"unreadable crop: {data_root / row['file']}")
+    context = float(row["context"])
+    if row.get("crop_mode") == "shift":  # already the teacher's own crop when the contexts agree
+        if not math.isclose(context, spec.context):
+            raise SourceError(f"teacher {spec.path.name} wants {spec.context}x shift crops; {row['file']} was "
+                              f"gathered at {context}x: gather at the teacher's context")
+        return _resized(crop, spec)
     box = tuple(float(row[k]) for k in ("x1", "y1", "x2", "y2"))
-    return teacher_input(crop, box, float(row["context"]), spec)
+    return teacher_input(crop, box, context, spec)
 
 
 def load_or_compute(cache: Path, data_root: Path, samples: Sequence[Sample],

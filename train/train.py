@@ -58,6 +58,7 @@ class TrainOptions:
     distill_alpha: float = 0.5
     distill_temperature: float = 1.0
     distill_calibrate: bool = False
+    extra_data: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
@@ -72,6 +73,8 @@ class TrainOptions:
             raise ValueError("--freeze applies to minifasnet only")
         if not 0.0 <= self.distill_alpha <= 1.0 or self.distill_temperature <= 0:
             raise ValueError("need 0 <= distill alpha <= 1 and distill temperature > 0")
+        if self.extra_data and self.teacher:
+            raise ValueError("--extra-data and --teacher do not combine (the teacher cache covers DATA's crops only)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -147,6 +150,20 @@ def load_images(samples: Sequence[Sample], preprocessing: Preprocessing, cache: 
             cache[key] = preprocessing.apply(image)
         out[i] = cache[key]
     return out
+
+
+def extra_training_samples(split: Split, folders: Sequence[str | Path]) -> list[tuple[Path, list[Sample]]]:
+    """Per extra gathered folder (the same inputs gathered at another crop context), its crops of the split's
+    training groups. Only training groups are taken, so no crop of a validation, test or held-out group (a
+    near-duplicate view of an evaluated face) can enter training."""
+    train_groups = set(split.groups["train"])
+    picked = []
+    for folder in map(Path, folders):
+        samples = [s for s in load_index(folder) if s.group in train_groups]
+        if not samples:
+            raise SourceError(f"{folder} has no crops of the training groups; gather it from the same inputs")
+        picked.append((folder, samples))
+    return picked
 
 
 def _labels(samples: Sequence[Sample]) -> np.ndarray:
@@ -318,8 +335,14 @@ def train_run(
     cache = {} if cache is None else cache
     x_train, x_val, x_test = (load_images(side, preprocessing, cache) for side in (split.train, split.val, split.test))
     y_train, y_val = _labels(split.train), _labels(split.val)
+    train_sources = [s.source for s in split.train]
+    extra = extra_training_samples(split, options.extra_data or ())
+    for folder, samples in extra:  # training side only: validation, threshold and test stay on DATA's crops
+        x_train = np.concatenate([x_train, load_images(samples, read_preprocessing(folder, options.size), cache)])
+        y_train = np.concatenate([y_train, _labels(samples)])
+        train_sources += [s.source for s in samples]
     start = time.perf_counter()
-    model, history = fit_model(x_train, y_train, x_val, y_val, options, soft, [s.source for s in split.train])
+    model, history = fit_model(x_train, y_train, x_val, y_val, options, soft, train_sources)
     train_seconds = time.perf_counter() - start
 
     p_val, p_test = predict_real(model, x_val), predict_real(model, x_test)
@@ -337,7 +360,8 @@ def train_run(
         p_test=p_test,
     )
     save_model(model, options, out_dir / "model.keras")
-    _write_run_dir(result, data_root, preprocessing, split, options, history, data_base)
+    _write_run_dir(result, data_root, preprocessing, split, options, history, data_base,
+                   {folder: len(samples) for folder, samples in extra})
     _write_json(out_dir / "predictions.json", predictions(split.test, p_test, data_root))
     _write_plots(out_dir, history, split, p_val, p_test, threshold)
     return result
@@ -373,9 +397,10 @@ def data_path_for_config(data_dir: Path, data_base: Path | None) -> str:
 
 def _write_run_dir(
     result: RunResult, data_root: Path, preprocessing: Preprocessing, split: Split, options: TrainOptions,
-    history: dict[str, list[float]], data_base: Path | None = None,
+    history: dict[str, list[float]], data_base: Path | None = None, extra: dict[Path, int] | None = None,
 ) -> None:
     counts = split.counts()
+    extra_paths = [data_path_for_config(folder, data_base) for folder in extra or {}]
     config = {
         "name": options.model,
         "preprocessing": preprocessing.to_dict(),
@@ -389,10 +414,12 @@ def _write_run_dir(
             "path_relative_to": "the data root given to liveness-train (--data-root) and export-models (--data-root)",
             "sources": sorted({s.source for side in (split.train, split.val, split.test) for s in side}),
             "counts": counts,
+            "extra_training": [{"path": p, "n": n} for p, n in zip(extra_paths, (extra or {}).values())],
         },
         "split": {side: {"groups": split.groups.get(side, []), "n": len(getattr(split, side))}
                   for side in ("train", "val", "test")},
-        "train_options": {**options.to_dict(), "init": Path(options.init).name if options.init else None},
+        "train_options": {**options.to_dict(), "init": Path(options.init).name if options.init else None,
+                          "extra_data": extra_paths or None},
         "training": {
             "seconds": round(result.train_seconds, 1),
             "epochs_run": result.epochs_run,
