@@ -4,8 +4,9 @@
 #   train/gather_recipe.sh DATA_ROOT OUT [CONTEXT] [CROP_MODE] [CROP_SIZE]
 #
 # DATA_ROOT is the shared data folder (../shared/data next to a checkout); OUT must not exist yet.
-# Defaults: context 2.7, crop mode shift, crop size 80 (what the shipped minifasnet uses). The earlier
-# LivenessNet/MobileNetV3 set was: CONTEXT=2.7 CROP_MODE=pad CROP_SIZE=128.
+# Defaults: context 1.5, crop mode shift, crop size 80 (what the shipped minifasnet runs on; it was also trained
+# on the 2.7 and 1.0 sets through --extra-data). The LivenessNet/MobileNetV3 set is: CONTEXT=2.7 CROP_MODE=pad
+# CROP_SIZE=128.
 # Every source except the smoke-test ones (jomariya, silentface_samples) is gathered; CelebA-Spoof and
 # MSU-MFSD are never part of training. Crop sources (already face crops) go through the detector like
 # full frames, so that the context is cut around BlazeFace's box in both cases; images without a face are
@@ -18,7 +19,7 @@ if [ $# -lt 2 ]; then
 fi
 DATA_ROOT=$1
 OUT=$2
-CONTEXT=${3:-2.7}
+CONTEXT=${3:-1.5}
 CROP_MODE=${4:-shift}
 CROP_SIZE=${5:-80}
 SOURCES="nuaa replayattack dtruong_fas gc535_fas
