@@ -203,6 +203,10 @@ def test_fit_with_extra_data_records_it_relative_to_the_data_root(gathered, tmp_
     data = Path(shutil.copytree(gathered, root / "ctx2.7"))
     tight = _regathered(gathered, root / "ctx1.0", 1.0)
     out = tmp_path / "run"
+    outside = _regathered(gathered, tmp_path / "outside", 1.0)
+    assert main(["fit", str(data), "--data-root", str(root), "--extra-data", str(outside), "--model", "livenessnet",
+                 "--out", str(out), *FAST]) == 5
+    assert not out.exists()  # refused before training, nothing half-written
     assert main(["fit", str(data), "--data-root", str(root), "--extra-data", str(tight), "--model", "livenessnet",
                  "--out", str(out), "--size", "32", *FAST]) == 0
     config = _check_run_dir(out, "livenessnet", 32)

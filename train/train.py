@@ -320,6 +320,8 @@ def train_run(
         samples = load_samples(data_root, options.sources, options.exclude_sources)
         split = group_split(samples, options.val_fraction, options.test_fraction, options.seed)
     check_split(split, sides)
+    for folder in (data_root, *map(Path, options.extra_data or ())):
+        data_path_for_config(folder, data_base)  # a folder outside the data root fails now, not after training
     out_dir.mkdir(parents=True, exist_ok=True)
     soft = None
     if options.teacher:
