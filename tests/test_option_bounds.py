@@ -103,11 +103,19 @@ def test_a_signal_while_models_load_waits_for_the_load_then_interrupts():
 
 def test_ctrl_c_while_the_cli_imports_is_exit_130_without_a_traceback():
     """The console script imports OpenCV and NumPy first (about half a second): an interrupt then used to
-    print Python's own traceback. The entry module turns it into the one-line exit 130."""
+    print Python's own traceback. The entry module turns it into the one-line exit 130. The child interrupts
+    itself from an import hook the moment OpenCV starts to import (a timer thread raced the import on a slow
+    or a fast machine)."""
     child = (
-        "import os, signal, sys, threading, time\n"
+        "import os, signal, sys\n"
+        "class Hook:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'cv2':\n"
+        "            sys.meta_path.remove(self)\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, Hook())\n"
         "from liveness_edge.runtime import entry\n"
-        "threading.Thread(target=lambda: (time.sleep(0.05), os.kill(os.getpid(), signal.SIGINT))).start()\n"
+        "assert 'cv2' not in sys.modules\n"
         "sys.exit(entry.main())\n"
     )
     done = subprocess.run(
