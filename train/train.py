@@ -402,7 +402,7 @@ def _write_run_dir(
     history: dict[str, list[float]], data_base: Path | None = None, extra: dict[Path, int] | None = None,
 ) -> None:
     counts = split.counts()
-    extra_paths = [data_path_for_config(folder, data_base) for folder in extra or {}]
+    extra_rows = [{"path": data_path_for_config(folder, data_base), "n": n} for folder, n in (extra or {}).items()]
     config = {
         "name": options.model,
         "preprocessing": preprocessing.to_dict(),
@@ -416,12 +416,12 @@ def _write_run_dir(
             "path_relative_to": "the data root given to liveness-train (--data-root) and export-models (--data-root)",
             "sources": sorted({s.source for side in (split.train, split.val, split.test) for s in side}),
             "counts": counts,
-            "extra_training": [{"path": p, "n": n} for p, n in zip(extra_paths, (extra or {}).values())],
+            "extra_training": extra_rows,
         },
         "split": {side: {"groups": split.groups.get(side, []), "n": len(getattr(split, side))}
                   for side in ("train", "val", "test")},
         "train_options": {**options.to_dict(), "init": Path(options.init).name if options.init else None,
-                          "extra_data": extra_paths or None},
+                          "extra_data": [row["path"] for row in extra_rows] or None},
         "training": {
             "seconds": round(result.train_seconds, 1),
             "epochs_run": result.epochs_run,
